@@ -1,0 +1,1 @@
+"""Interfaces shared by every step: config, paths, manifests/dataset references, caching keys, tracking."""

@@ -1,0 +1,237 @@
+"""Typed, validated profiles: `pipelines/profiles/<name>.yaml` is the one source of truth.
+
+    profile = load_profile("tiny", overrides={"train": {"stage1": {"steps": 2}}})
+    profile.config_hash()       # logged with every run
+
+Unknown keys and invalid values fail with a `ConfigError` that names the key and says what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "profiles"
+
+
+class ConfigError(ValueError):
+    """A profile or override is invalid; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MicroWorldConfig(_Strict):
+    """Seeded generators of facts with known answers (counts per generator)."""
+
+    digit_strings: int = Field(20, ge=0)
+    arithmetic: int = Field(15, ge=0)
+    number_translation: int = Field(10, ge=0)
+
+
+class IngestConfig(_Strict):
+    fortunes_en: int = Field(30, ge=0, description="English fortunes sampled (Debian `fortunes`)")
+    fortunes_zh: int = Field(10, ge=0, description="Chinese fortunes sampled (Debian `fortunes-zh`)")
+    fortunes_dir: str = "/usr/share/games/fortunes"
+    micro_world: MicroWorldConfig = MicroWorldConfig()
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+    test_fraction: float = Field(0.25, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _fractions(self) -> IngestConfig:
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise ValueError("validation_fraction + test_fraction must be < 1 so that a train split remains")
+        return self
+
+
+class FilterConfig(_Strict):
+    """Paper 3.2: length, non-text ratio and pattern filters."""
+
+    max_en_words: int = Field(200, gt=0)
+    max_zh_chars: int = Field(200, gt=0)
+    max_non_text_ratio: float = Field(0.2, ge=0, le=1)
+
+
+class SynthesizeConfig(_Strict):
+    voices_en: list[str] = ["en-us", "en-gb", "en-us+f3", "en-us+m3"]
+    voices_zh: list[str] = ["cmn", "cmn+f3"]
+    pitches: list[int] = [35, 50, 65]
+    rates: list[int] = [150, 170, 190]
+    sample_rate: Literal[16000] = 16000
+    workers: int = Field(2, ge=1)
+
+
+class ValidateConfig(_Strict):
+    min_rows: int = Field(10, ge=1)
+    min_duration_s: float = Field(0.2, gt=0)
+    max_duration_s: float = Field(30.0, gt=0)
+    max_quarantine_fraction: float = Field(0.2, ge=0, le=1)
+
+
+class VersionConfig(_Strict):
+    dataset_name: str = "speech"
+    remote: str = "local"
+
+
+class ModelConfig(_Strict):
+    size: Literal["tiny", "small", "7b"] = "tiny"
+    tokenizer_vocab_size: int = Field(400, ge=300)
+
+
+class DeepSpeedConfig(_Strict):
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    precision: Literal["fp32", "bf16"] = "fp32"
+    gradient_clipping: float = 1.0
+
+
+class StageConfig(_Strict):
+    steps: int = Field(20, ge=1)
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    warmup_steps: int = Field(2, ge=0)
+    tasks: list[Literal["asr", "s2tt", "chat", "tts", "s2s"]]
+
+
+class TrainConfig(_Strict):
+    seed: int = 1234
+    deepspeed: DeepSpeedConfig = DeepSpeedConfig()
+    stage1: StageConfig = StageConfig(tasks=["asr", "s2tt", "chat"])
+    stage2: StageConfig = StageConfig(tasks=["asr", "s2tt", "chat"])
+    stage3: StageConfig = StageConfig(tasks=["tts"])
+
+
+class EvaluateConfig(_Strict):
+    max_items: int = Field(20, ge=1)
+    max_new_tokens: int = Field(24, ge=1)
+    baseline_whisper: bool = True
+
+
+class GateConfig(_Strict):
+    """Absolute thresholds; a candidate must satisfy every one to be registered."""
+
+    max_metrics: dict[str, float] = {"asr_en_wer": 2.0}
+    min_metrics: dict[str, float] = {}
+
+
+class RegisterConfig(_Strict):
+    model_name: str = "nexus-o"
+    promote_to_champion: bool = True
+
+
+class ClusterConfig(_Strict):
+    """Settings compiled into the KFP YAML; ignored by kfp.local."""
+
+    image: str = "ghcr.io/nexus-o/nexus-o:0.1.0"
+    accelerator_type: str = "nvidia.com/gpu"
+    gpus_per_train_step: int = Field(1, ge=0)
+    gpus_per_eval_step: int = Field(1, ge=0)
+    node_selector: dict[str, str] = {}
+    tolerations: list[dict[str, str]] = []
+    secret_name: str = "nexus-o-secrets"
+    secret_env: dict[str, str] = {
+        "AWS_ACCESS_KEY_ID": "aws-access-key-id",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-access-key",
+        "MLFLOW_TRACKING_USERNAME": "mlflow-username",
+        "MLFLOW_TRACKING_PASSWORD": "mlflow-password",
+    }
+    env: dict[str, str] = {}
+
+
+class Profile(_Strict):
+    name: str
+    description: str = ""
+    seed: int = 1234
+    ingest: IngestConfig = IngestConfig()
+    filter: FilterConfig = FilterConfig()
+    synthesize: SynthesizeConfig = SynthesizeConfig()
+    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    version: VersionConfig = VersionConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    gate: GateConfig = GateConfig()
+    register_: RegisterConfig = Field(RegisterConfig(), alias="register")
+    cluster: ClusterConfig = ClusterConfig()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, protected_namespaces=())
+
+    def resolved(self) -> dict[str, Any]:
+        """The fully resolved config as plain JSON-able data (YAML key names)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One top-level section by its YAML name (e.g. `validate`, `train`)."""
+        value = self.resolved()[name]
+        return dict(value) if isinstance(value, dict) else {name: value}
+
+    def config_hash(self) -> str:
+        return hash_json(self.resolved())
+
+
+def hash_json(data: Any) -> str:
+    """sha256 of canonical JSON (sorted keys, no whitespace)."""
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Merge `override` into `base` recursively; dotted keys (`"train.stage1.steps": 2`) are expanded."""
+    out = dict(base)
+    for key, value in override.items():
+        if "." in key:
+            head, rest = key.split(".", 1)
+            value = {rest: value}
+            key = head
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        elif isinstance(value, dict):
+            out[key] = deep_merge({}, value)
+        else:
+            out[key] = value
+    return out
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def load_profile(name_or_path: str, overrides: dict[str, Any] | str | None = None) -> Profile:
+    """Load a shipped profile by name (or a YAML path), apply overrides (dict or JSON string), validate."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILES_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise ConfigError(f"profile {name_or_path!r} not found ({path}). Choose one of: {', '.join(available_profiles())}.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    if isinstance(overrides, str):
+        try:
+            overrides = json.loads(overrides) if overrides.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"overrides are not valid JSON: {exc}. Pass e.g. '{{\"train.stage1.steps\": 2}}'.") from exc
+    if overrides:
+        if not isinstance(overrides, dict):
+            raise ConfigError("overrides must be a JSON object mapping keys to values")
+        raw = deep_merge(raw, overrides)
+    try:
+        return Profile.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]).replace("validate_", "validate").replace("register_", "register")
+            problems.append(f"  {key}: {err['msg']}")
+        raise ConfigError(
+            f"{path.name}: invalid profile ({len(problems)} problem(s)):\n" + "\n".join(problems)
+            + "\nFix or remove the named keys (see docs/architecture.md#config for every key)."
+        ) from None

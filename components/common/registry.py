@@ -1,0 +1,70 @@
+"""The one stage registry. The KFP DAG (`pipelines/pipeline.py`) and `dvc.yaml` are both generated from it,
+so they cannot drift (a test compares the committed `dvc.yaml` to `pipelines.dvcgen.render()`).
+
+Each step: library function (`module:function`, signature `run(ctx: StepContext) -> StepResult`), named
+inputs (input name -> producing step), the profile sections its content key covers, the code paths its
+code version covers, and the kind of node it needs on a cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+COMMON_CODE = ("components/common",)
+MODEL_CODE = ("model",)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str
+    func: str
+    inputs: dict[str, str]
+    params: tuple[str, ...]
+    code: tuple[str, ...]
+    resources: Literal["cpu", "gpu_train", "gpu_eval"] = "cpu"
+    description: str = ""
+
+    @property
+    def code_paths(self) -> tuple[str, ...]:
+        return (*COMMON_CODE, *self.code)
+
+
+STEPS: tuple[StepSpec, ...] = (
+    StepSpec("ingest", "components.ingest.core:run", {}, ("seed", "ingest"), ("components/ingest",),
+             description="Raw text: Debian fortunes (en/zh) + seeded micro-world facts, split by stable hash."),
+    StepSpec("filter", "components.filter.core:run", {"texts": "ingest"}, ("filter",), ("components/filter",),
+             description="Paper 3.2 text filters: encoding, empty, URL, file path, LaTeX, length, non-text ratio."),
+    StepSpec("synthesize", "components.synthesize.core:run", {"texts": "filter"}, ("seed", "synthesize"),
+             ("components/synthesize",), description="espeak-ng speech, 16 kHz mono, sampled speakers."),
+    StepSpec("validate", "components.validate.core:run", {"manifest": "synthesize"}, ("validate",),
+             ("components/validate",), description="Great Expectations suite over the manifest and audio."),
+    StepSpec("version", "components.version.core:run", {"manifest": "validate"}, ("version",),
+             ("components/version",), description="Publish the dataset under data/ and version it with DVC."),
+    StepSpec("train_stage1", "components.train.core:run_stage1", {"dataset": "version"}, ("seed", "model", "train"),
+             ("components/train", *MODEL_CODE), "gpu_train", "Audio alignment: audio encoder + adapter train."),
+    StepSpec("train_stage2", "components.train.core:run_stage2", {"dataset": "version", "checkpoint": "train_stage1"},
+             ("seed", "model", "train"), ("components/train", *MODEL_CODE), "gpu_train",
+             "Audio SFT: adapters + LLM train, encoders frozen."),
+    StepSpec("train_stage3", "components.train.core:run_stage3", {"dataset": "version", "checkpoint": "train_stage2"},
+             ("seed", "model", "train"), ("components/train", *MODEL_CODE), "gpu_train",
+             "Audio output: only the AR audio decoder trains."),
+    StepSpec("evaluate", "components.evaluate.core:run", {"dataset": "version", "checkpoint": "train_stage3"},
+             ("evaluate",), ("components/evaluate", *MODEL_CODE), "gpu_eval",
+             description="ASR WER (+ off-the-shelf Whisper baseline) on the held-out split."),
+    StepSpec("gate", "components.gate.core:run", {"evaluation": "evaluate"}, ("gate",), ("components/gate",),
+             description="Absolute thresholds from the profile; failing blocks registration, not the run."),
+    StepSpec("register", "components.register.core:run",
+             {"checkpoint": "train_stage3", "evaluation": "evaluate", "gate": "gate", "dataset": "version"},
+             ("register",), ("components/register", *MODEL_CODE),
+             description="models-from-code pyfunc registered as `nexus-o`, alias champion/challenger."),
+)
+
+BY_NAME = {s.name: s for s in STEPS}
+
+
+def get_step(name: str) -> StepSpec:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown step {name!r}; steps are: {', '.join(BY_NAME)}") from None
