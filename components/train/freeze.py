@@ -1,0 +1,34 @@
+"""The paper's freeze policy (figure 4), as parameter-name prefixes of NexusOForConditionalGeneration.
+
+    stage 1 audio alignment: audio encoder + audio adapter train; LLM, LM head, vision frozen
+            (the 7B profile also trains the new audio special-token embedding rows - issue 5)
+    stage 2 audio SFT:       audio adapter, vision adapter (merger), LLM and LM head train; encoders frozen
+    stage 3 audio output:    only the AR audio decoder trains
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+TRAINABLE: dict[int, tuple[str, ...]] = {
+    1: ("audio_encoder.", "audio_adapter."),
+    2: ("audio_adapter.", "backbone.model.visual.merger.", "backbone.model.language_model.", "backbone.lm_head."),
+    3: ("audio_decoder.",),
+}
+
+
+def apply_freeze_policy(model: nn.Module, stage: int) -> tuple[int, int]:
+    """Set requires_grad by stage. Returns (trainable, frozen) parameter counts."""
+    if stage not in TRAINABLE:
+        raise ValueError(f"unknown stage {stage}; stages are {sorted(TRAINABLE)}")
+    prefixes = TRAINABLE[stage]
+    trainable = frozen = 0
+    for name, p in model.named_parameters():
+        p.requires_grad = name.startswith(prefixes)
+        if p.requires_grad:
+            trainable += p.numel()
+        else:
+            frozen += p.numel()
+    if trainable == 0:
+        raise RuntimeError(f"stage {stage}: no parameter matches {prefixes}; the model's module names changed")
+    return trainable, frozen

@@ -1,0 +1,161 @@
+"""NexusOProcessor: ChatML prompts (paper appendix A), tokenizer, Whisper log-mel features, Qwen2-VL image patches.
+
+    proc = NexusOProcessor.from_pretrained(ckpt_dir)
+    sample = proc.encode("asr", audio=wav16k, response="three seven")
+    batch = proc.collate([sample, ...])   # tensors for NexusOForConditionalGeneration.forward
+
+Labels are -100 everywhere except the assistant's answer and its closing <|im_end|>.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.modeling_nexus_o import audio_token_count
+
+SYSTEM = "You are a helpful assistant."
+INSTRUCTIONS: dict[str, str] = {
+    "asr": "Please help me transcribe my current speech into text.",
+    "s2tt_en": "What is the English equivalent of this Chinese speech?",
+    "s2tt_zh": "What is the Chinese equivalent of this English speech?",
+    "caption": "please describe the speech.",
+    "emotion": "what is the emotion in this speech?",
+    "chat": "",
+    "s2s": "",
+    "tts": "",
+    "vqa": "",
+}
+
+
+@dataclass
+class Sample:
+    input_ids: list[int]
+    labels: list[int]
+    features: np.ndarray | None = None  # [M, F] log-mel of the input audio
+    pixel_values: torch.Tensor | None = None
+    image_grid_thw: torch.Tensor | None = None
+    mm_token_type_ids: list[int] = field(default_factory=list)
+    codes: np.ndarray | None = None  # [K, T] codec codes of the response audio (stage 3)
+
+
+class NexusOProcessor:
+    def __init__(self, tokenizer: Any, feature_extractor: Any, image_processor: Any, adapter_stack: int = 5) -> None:
+        self.tokenizer = tokenizer
+        self.feature_extractor = feature_extractor
+        self.image_processor = image_processor
+        self.adapter_stack = adapter_stack
+
+    @classmethod
+    def build(cls, tokenizer: Any, num_mel_bins: int = 80, max_pixels: int = 112 * 112) -> NexusOProcessor:
+        from transformers import WhisperFeatureExtractor
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+        fe = WhisperFeatureExtractor(feature_size=num_mel_bins, sampling_rate=16000)
+        ip = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=max_pixels)
+        return cls(tokenizer, fe, ip)
+
+    def save_pretrained(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(str(directory))
+        self.feature_extractor.save_pretrained(str(directory))
+        self.image_processor.save_pretrained(str(directory))
+
+    @classmethod
+    def from_pretrained(cls, directory: Path) -> NexusOProcessor:
+        from transformers import PreTrainedTokenizerFast, WhisperFeatureExtractor
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+        d = str(directory)
+        return cls(PreTrainedTokenizerFast.from_pretrained(d), WhisperFeatureExtractor.from_pretrained(d),
+                   Qwen2VLImageProcessorPil.from_pretrained(d))
+
+    @property
+    def eos_id(self) -> int:
+        return int(self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
+
+    # -- pieces -----------------------------------------------------------------------------------------
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        """16 kHz mono waveform [N] -> log-mel [M, F] at its real length (F = N // 160 frames)."""
+        out = self.feature_extractor(audio, sampling_rate=16000, padding="longest", return_attention_mask=True,
+                                     return_tensors="np")
+        n = int(out["attention_mask"][0].sum())
+        return np.asarray(out["input_features"][0][:, :n], dtype=np.float32)
+
+    def user_content(self, task: str, n_audio: int | None, text: str | None, n_image: int | None,
+                     target_lang: str | None) -> str:
+        parts = []
+        if n_image is not None:
+            parts.append("<|vision_start|>" + "<|image_pad|>" * n_image + "<|vision_end|>")
+        if n_audio is not None:
+            parts.append("<|audio_bos|>" + "<|AUDIO|>" * n_audio + "<|audio_eos|>")
+        elif task == "tts":
+            parts.append(f"<|audio_bos|>{text}<|audio_eos|>")
+        key = f"s2tt_{target_lang or 'en'}" if task == "s2tt" else task
+        instruction = INSTRUCTIONS.get(key, "")
+        if task in ("chat", "vqa") and n_audio is None and text:
+            instruction = text
+        return "".join(parts) + instruction
+
+    def prompt(self, user: str) -> str:
+        return f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+
+    # -- one sample -------------------------------------------------------------------------------------
+    def encode(self, task: str, audio: np.ndarray | None = None, text: str | None = None, image: Any = None,
+               response: str | None = None, target_lang: str | None = None, codes: np.ndarray | None = None) -> Sample:
+        """Build one ChatML sample. `audio` 16 kHz mono; `response` the assistant's text (omit for inference)."""
+        feats = self.features(audio) if audio is not None else None
+        n_audio = audio_token_count(feats.shape[1], self.adapter_stack) if feats is not None else None
+        pixel_values = grid = None
+        n_image = None
+        if image is not None:
+            img = self.image_processor(images=[image], return_tensors="pt")
+            pixel_values, grid = img["pixel_values"], img["image_grid_thw"]
+            n_image = int(grid.prod()) // (self.image_processor.merge_size**2)
+        prompt_ids = self.tokenizer(self.prompt(self.user_content(task, n_audio, text, n_image, target_lang)),
+                                    add_special_tokens=False)["input_ids"]
+        ids, labels = list(prompt_ids), [-100] * len(prompt_ids)
+        if response is not None:
+            resp = self.tokenizer(response, add_special_tokens=False)["input_ids"] + [self.eos_id]
+            ids += resp
+            labels += resp
+        image_id = int(self.tokenizer.convert_tokens_to_ids("<|image_pad|>"))
+        types = [1 if t == image_id else 0 for t in ids]
+        return Sample(ids, labels, feats, pixel_values, grid, types, codes)
+
+    # -- a batch ----------------------------------------------------------------------------------------
+    def collate(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
+        """Right-pad to the longest sample. Audio features padded on F; codes padded with 0 (masked by length)."""
+        pad = int(self.tokenizer.pad_token_id)
+        length = max(len(s.input_ids) for s in samples)
+        batch: dict[str, torch.Tensor] = {
+            "input_ids": torch.tensor([s.input_ids + [pad] * (length - len(s.input_ids)) for s in samples]),
+            "attention_mask": torch.tensor([[1] * len(s.input_ids) + [0] * (length - len(s.input_ids)) for s in samples]),
+            "labels": torch.tensor([s.labels + [-100] * (length - len(s.labels)) for s in samples]),
+            "mm_token_type_ids": torch.tensor([s.mm_token_type_ids + [0] * (length - len(s.input_ids)) for s in samples]),
+        }
+        feats = [s.features for s in samples if s.features is not None]
+        if feats:
+            f_max = max(f.shape[1] for f in feats)
+            f_max += f_max % 2  # the conv stack halves F
+            batch["input_features"] = torch.tensor(np.stack([np.pad(f, ((0, 0), (0, f_max - f.shape[1]))) for f in feats]))
+            batch["feature_lengths"] = torch.tensor([f.shape[1] for f in feats])
+        images = [s for s in samples if s.pixel_values is not None]
+        if images:
+            batch["pixel_values"] = torch.cat([s.pixel_values for s in images])  # type: ignore[misc]
+            batch["image_grid_thw"] = torch.cat([s.image_grid_thw for s in images])  # type: ignore[misc]
+        codes = [s.codes for s in samples]
+        if any(c is not None for c in codes):
+            if any(c is None for c in codes):
+                raise ValueError("a batch mixes samples with and without response audio codes")
+            t_max = max(c.shape[1] for c in codes)  # type: ignore[union-attr]
+            batch["audio_codes"] = torch.tensor(np.stack([np.pad(c, ((0, 0), (0, t_max - c.shape[1]))) for c in codes]))  # type: ignore[union-attr]
+            batch["audio_code_lengths"] = torch.tensor([c.shape[1] for c in codes])  # type: ignore[union-attr]
+        return batch
+
+    def decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True)).strip()
