@@ -1,0 +1,12 @@
+"""KFP wrapper of the `evaluate` step (logic: `core.py`, run via `components.common.step.run_step`)."""
+
+from kfp import dsl
+
+from components.common.kfp_base import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def evaluate(profile: str, overrides: str, job_id: str, dataset: str, checkpoint: str) -> str:
+    from components.common.step import run_step
+
+    return run_step("evaluate", profile, overrides, job_id, {"dataset": dataset, "checkpoint": checkpoint})

@@ -1,0 +1,12 @@
+"""KFP wrapper of the `validate` step (logic: `core.py`, run via `components.common.step.run_step`)."""
+
+from kfp import dsl
+
+from components.common.kfp_base import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def validate(profile: str, overrides: str, job_id: str, manifest: str) -> str:
+    from components.common.step import run_step
+
+    return run_step("validate", profile, overrides, job_id, {"manifest": manifest})
