@@ -166,7 +166,7 @@ class ARAudioDecoder(nn.Module):
         delayed = torch.cat([delayed, torch.full((1, k, k), cfg.special_id, device=delayed.device,
                                                  dtype=torch.long)], -1)
         codes = revert_delay_pattern(delayed)[0]  # [K, T_all]
-        t = (eos_at - 1) if eos_at is not None else codes.shape[1]
+        t = (eos_at - 1) if eos_at is not None else min(codes.shape[1], max_steps)
         codes = codes[:, :t]
         return codes.masked_fill(codes >= cfg.codebook_size, 0)
 

@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from model.modeling_nexus_o import NexusOForConditionalGeneration, audio_token_count
+from model.processor import NexusOProcessor
+
+
+def test_audio_tokens_match_processor_count(tiny_model, processor: NexusOProcessor, speech) -> None:  # type: ignore[no-untyped-def]
+    sample = processor.encode("asr", audio=speech[0], response="three seven one nine")
+    n_tokens = sum(1 for t in sample.input_ids if t == tiny_model.config.audio_token_id)
+    assert n_tokens == audio_token_count(sample.features.shape[1])  # type: ignore[union-attr]
+    batch = processor.collate([sample])
+    emb = tiny_model.audio_embeddings(batch["input_features"], batch["feature_lengths"])
+    assert emb[0].shape == (n_tokens, tiny_model.backbone.config.text_config.hidden_size)
+
+
+def test_encoder_matches_stock_whisper_on_full_length(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    enc = tiny_model.audio_encoder.eval()
+    frames = 2 * enc.encoder.config.max_source_positions
+    x = torch.randn(1, enc.encoder.config.num_mel_bins, frames)
+    with torch.no_grad():
+        ours, _ = enc(x, torch.tensor([frames]))
+        stock = enc.encoder(x).last_hidden_state
+    assert torch.allclose(ours, stock, atol=1e-5)
+
+
+def test_variable_length_padding_does_not_change_output(tiny_model, processor, speech) -> None:  # type: ignore[no-untyped-def]
+    tiny_model.eval()
+    a = processor.collate([processor.encode("asr", audio=speech[0])])
+    ab = processor.collate([processor.encode("asr", audio=speech[0]), processor.encode("asr", audio=speech[1])])
+    with torch.no_grad():
+        alone = tiny_model.audio_embeddings(a["input_features"], a["feature_lengths"])[0]
+        batched = tiny_model.audio_embeddings(ab["input_features"], ab["feature_lengths"])[0]
+    n = min(alone.shape[0], batched.shape[0])
+    assert torch.allclose(alone[: n - 1], batched[: n - 1], atol=1e-4)
+
+
+def test_forward_all_modalities_and_losses(tiny_model, processor, speech) -> None:  # type: ignore[no-untyped-def]
+    from model.codec import Codec2Codec
+
+    img = Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype("uint8"))
+    out = tiny_model(**processor.collate([processor.encode("asr", audio=speech[0], response="three seven")]))
+    assert out.text_loss is not None and torch.isfinite(out.text_loss)
+    out = tiny_model(**processor.collate([processor.encode("vqa", image=img, text="which digit", response="seven")]))
+    assert torch.isfinite(out.loss)  # type: ignore[arg-type]
+    codes = Codec2Codec().encode(speech[0])
+    out = tiny_model(**processor.collate([processor.encode("tts", text="three", response="three", codes=codes)]))
+    assert out.audio_loss is not None and torch.isfinite(out.audio_loss)
+    out.audio_loss.backward()
+    assert tiny_model.audio_decoder.heads[0].weight.grad is not None
+
+
+def test_save_load_roundtrip(tmp_path: Path, tiny_model, processor, speech) -> None:  # type: ignore[no-untyped-def]
+    tiny_model.eval()
+    tiny_model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded = NexusOForConditionalGeneration.from_pretrained(tmp_path)
+    proc2 = NexusOProcessor.from_pretrained(tmp_path)
+    batch = proc2.collate([proc2.encode("asr", audio=speech[0], response="three")])
+    with torch.no_grad():
+        assert torch.allclose(tiny_model(**batch).logits, loaded(**batch).logits)
+    assert (tmp_path / "model.safetensors").exists() and not list(tmp_path.glob("*.bin"))
+
+
+def test_generation_shapes(tiny_model, processor, speech) -> None:  # type: ignore[no-untyped-def]
+    tiny_model.eval()
+    batch = processor.collate([processor.encode("asr", audio=speech[0])])
+    ids, hidden = tiny_model.generate_text(batch["input_ids"], 5, processor.eos_id,
+                                           input_features=batch["input_features"],
+                                           feature_lengths=batch["feature_lengths"])
+    assert len(ids) <= 5 and hidden.shape[0] == 1
+    codes = tiny_model.generate_speech(hidden, max_steps=12)
+    assert codes.shape[0] == 8 and codes.shape[1] <= 12
+    assert int(codes.max()) < tiny_model.config.audio_decoder.codebook_size

@@ -1,0 +1,44 @@
+from pathlib import Path
+
+import yaml
+
+from components.common.paths import PROJECT_ROOT
+from components.common.registry import STEPS
+from pipelines.dvcgen import render
+
+
+def test_dvc_yaml_matches_registry() -> None:
+    assert (PROJECT_ROOT / "dvc.yaml").read_text() == render(), "run `nexus-o dvc-yaml`"
+
+
+def test_registry_inputs_refer_to_earlier_steps() -> None:
+    seen: set[str] = set()
+    for spec in STEPS:
+        assert set(spec.inputs.values()) <= seen, spec.name
+        seen.add(spec.name)
+
+
+def test_cluster_compile_has_gpus_image_and_secrets(tmp_path: Path) -> None:
+    from components.common.config import load_profile
+    from pipelines.pipeline import compile_pipeline
+
+    prof = load_profile("cluster")
+    out = tmp_path / "p.yaml"
+    compile_pipeline(prof, str(out))
+    docs = list(yaml.safe_load_all(out.read_text()))
+    spec = docs[0]
+    tasks = spec["root"]["dag"]["tasks"]
+    assert "close-run" in tasks and any(k.startswith("exit-handler") for k in tasks)  # MLflow run closed on exit
+    executors = spec["deploymentSpec"]["executors"]
+    train = [e for name, e in executors.items() if "train-stage" in name]
+    assert len(train) == 3
+    for e in train:
+        res = e["container"]["resources"]
+        assert res["accelerator"]["resourceCount"] == str(prof.cluster.gpus_per_train_step)
+        assert e["container"]["image"] == prof.cluster.image
+    platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert any("secretAsEnv" in v for v in platform.values())
+    assert any("nodeSelector" in v for v in platform.values())
+    for e in executors.values():  # secrets arrive only via secretAsEnv, never as literal env values
+        names = {env["name"] for env in e["container"].get("env", [])}
+        assert not names & set(prof.cluster.secret_env)

@@ -1,0 +1,63 @@
+"""Slow: the tiny pipeline end to end through kfp.local, twice (the second run is all cache hits), then the
+registered champion answers an ASR request in a fresh offline Python process."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from components.common.paths import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _run(home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NEXUS_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--profile", "tiny"], cwd=PROJECT_ROOT,
+                          env=env, capture_output=True, text=True, timeout=1800)
+
+
+def test_tiny_pipeline_end_to_end(tmp_path: Path) -> None:
+    home = tmp_path / "nexus"
+    first = _run(home)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    assert "nexus-o v1 (@champion)" in first.stdout
+    for step in ("ingest", "synthesize", "train_stage3", "evaluate", "register"):
+        assert step in first.stdout
+
+    second = _run(home)
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+    assert second.stdout.count("│ yes ") == 11, second.stdout  # every step skipped by content key
+    assert "nexus-o v1 (@champion)" in second.stdout  # nothing re-registered
+
+    wav = sorted((PROJECT_ROOT / "data" / "tiny" / "speech" / "audio").glob("en-digits-*.wav"))[0]
+    code = (
+        "import mlflow, pandas as pd, json\n"
+        f"mlflow.set_tracking_uri('sqlite:///{home / 'mlflow.db'}')\n"
+        "m = mlflow.pyfunc.load_model('models:/nexus-o@champion')\n"
+        f"out = m.predict(pd.DataFrame([{{'task': 'asr', 'audio': '{wav}'}}]))\n"
+        "print(json.dumps({'text': str(out.text[0]), 'cols': list(out.columns)}))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert answer["cols"] == ["text", "audio"] and isinstance(answer["text"], str)
+
+
+def test_failing_gate_registers_nothing(tmp_path: Path) -> None:
+    """A strict threshold fails the gate: the run succeeds, nothing is registered, the reason is printed."""
+    home = tmp_path / "nexus"
+    env = {**os.environ, "NEXUS_HOME": str(home), "COLUMNS": "200"}
+    res = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", "--profile", "tiny", "--no-write-dvc-lock",
+         "--overrides", json.dumps({"gate": {"max_metrics": {"asr_en_wer": 0.01}}})],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800,
+    )
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    assert "gate failed, nothing registered: asr_en_wer=" in res.stdout + res.stderr
+    assert "registered model: none" in res.stdout
