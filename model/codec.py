@@ -86,8 +86,11 @@ class Codec2Codec:
         x = np.concatenate([x, np.zeros(pad, dtype=np.float32)])
         pcm = np.clip(x * 32767.0, -32768, 32767).astype(np.int16)
         frames = pcm.reshape(-1, FRAME_SAMPLES)  # [T, 160]
-        packed = np.stack([np.frombuffer(self._c2.encode(f), dtype=np.uint8) for f in frames]) if len(frames) else (
-            np.zeros((0, 8), dtype=np.uint8))
+        packed = (
+            np.stack([np.frombuffer(self._c2.encode(f), dtype=np.uint8) for f in frames])
+            if len(frames)
+            else (np.zeros((0, 8), dtype=np.uint8))
+        )
         bits = np.unpackbits(packed, axis=1, bitorder="big")  # [T, 64]
         return bits_to_codes(bits)
 

@@ -56,8 +56,10 @@ class AudioEncoder(nn.Module):
         x = F.gelu(enc.conv2(x)).permute(0, 2, 1)  # [B, T, D]
         t = x.shape[1]
         if t > enc.embed_positions.num_embeddings:
-            raise ValueError(f"audio of {t} encoder frames exceeds max_source_positions "
-                             f"{enc.embed_positions.num_embeddings} (30 s); split long audio")
+            raise ValueError(
+                f"audio of {t} encoder frames exceeds max_source_positions "
+                f"{enc.embed_positions.num_embeddings} (30 s); split long audio"
+            )
         x = x + enc.embed_positions.weight[:t]
         lengths = (feature_lengths + 1) // 2
         keep = torch.arange(t, device=x.device)[None, :] < lengths[:, None]  # [B, T]
@@ -105,14 +107,22 @@ class ARAudioDecoder(nn.Module):
         super().__init__()
         self.config = config
         vocab = config.codebook_size + 2
-        self.code_embeddings = nn.ModuleList(nn.Embedding(vocab, config.hidden_size) for _ in range(config.num_codebooks))
+        self.code_embeddings = nn.ModuleList(
+            nn.Embedding(vocab, config.hidden_size) for _ in range(config.num_codebooks)
+        )
         self.text_proj = nn.Linear(llm_hidden, config.hidden_size)
         self.transformer = Qwen2Model(
             Qwen2Config(
-                vocab_size=1, hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
-                num_attention_heads=config.num_heads, num_key_value_heads=config.num_heads,
-                intermediate_size=config.intermediate_size, max_position_embeddings=config.max_steps + 8,
-                bos_token_id=None, eos_token_id=None, pad_token_id=None,
+                vocab_size=1,
+                hidden_size=config.hidden_size,
+                num_hidden_layers=config.num_layers,
+                num_attention_heads=config.num_heads,
+                num_key_value_heads=config.num_heads,
+                intermediate_size=config.intermediate_size,
+                max_position_embeddings=config.max_steps + 8,
+                bos_token_id=None,
+                eos_token_id=None,
+                pad_token_id=None,
             )
         )
         self.heads = nn.ModuleList(nn.Linear(config.hidden_size, vocab) for _ in range(config.num_codebooks))
@@ -131,8 +141,9 @@ class ARAudioDecoder(nn.Module):
         logits = torch.stack([head(h) for head in self.heads], 1)  # [B, K, S, V]
         return logits.index_fill(-1, torch.tensor([self.config.special_id], device=logits.device), float("-inf"))
 
-    def loss(self, codes: torch.Tensor, code_lengths: torch.Tensor, text_hidden: torch.Tensor,
-             text_lengths: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, codes: torch.Tensor, code_lengths: torch.Tensor, text_hidden: torch.Tensor, text_lengths: torch.Tensor
+    ) -> torch.Tensor:
         """Masked CE over the delayed codebooks. codes [B, K, T] (padded), code_lengths [B]."""
         cfg = self.config
         b, k, t = codes.shape
@@ -163,8 +174,9 @@ class ARAudioDecoder(nn.Module):
             delayed = torch.cat([delayed, nxt[..., None]], -1)
             if eos_at is not None and s + 1 >= eos_at + k - 1:
                 break
-        delayed = torch.cat([delayed, torch.full((1, k, k), cfg.special_id, device=delayed.device,
-                                                 dtype=torch.long)], -1)
+        delayed = torch.cat(
+            [delayed, torch.full((1, k, k), cfg.special_id, device=delayed.device, dtype=torch.long)], -1
+        )
         codes = revert_delay_pattern(delayed)[0]  # [K, T_all]
         t = (eos_at - 1) if eos_at is not None else min(codes.shape[1], max_steps)
         codes = codes[:, :t]
@@ -203,8 +215,12 @@ class NexusOForConditionalGeneration(nn.Module):
         tokens, n = self.audio_adapter(frames, lengths)
         return [tokens[i, : int(n[i])] for i in range(tokens.shape[0])]
 
-    def embed(self, input_ids: torch.Tensor, input_features: torch.Tensor | None = None,
-              feature_lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        input_features: torch.Tensor | None = None,
+        feature_lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Token embeddings [B, L, D] with <|AUDIO|> positions replaced by audio token embeddings."""
         embeds = self.backbone.get_input_embeddings()(input_ids)
         if input_features is None:
@@ -213,8 +229,10 @@ class NexusOForConditionalGeneration(nn.Module):
         audio = torch.cat(self.audio_embeddings(input_features, feature_lengths), 0).to(embeds.dtype)  # [sum N, D]
         mask = input_ids == self.config.audio_token_id  # [B, L]
         if int(mask.sum()) != audio.shape[0]:
-            raise ValueError(f"{int(mask.sum())} <|AUDIO|> tokens but {audio.shape[0]} audio embeddings; "
-                             "build inputs with NexusOProcessor")
+            raise ValueError(
+                f"{int(mask.sum())} <|AUDIO|> tokens but {audio.shape[0]} audio embeddings; "
+                "build inputs with NexusOProcessor"
+            )
         return embeds.masked_scatter(mask[..., None].expand_as(embeds), audio)
 
     # -- forward ----------------------------------------------------------------------------------------
@@ -233,8 +251,13 @@ class NexusOForConditionalGeneration(nn.Module):
     ) -> NexusOOutput:
         embeds = self.embed(input_ids, input_features, feature_lengths)
         out = self.backbone(
-            input_ids=input_ids, inputs_embeds=embeds, attention_mask=attention_mask, pixel_values=pixel_values,
-            image_grid_thw=image_grid_thw, mm_token_type_ids=mm_token_type_ids, output_hidden_states=True,
+            input_ids=input_ids,
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            pixel_values=pixel_values,
+            image_grid_thw=image_grid_thw,
+            mm_token_type_ids=mm_token_type_ids,
+            output_hidden_states=True,
         )
         logits, hidden = out.logits, out.hidden_states[-1]
         text_loss = audio_loss = None
@@ -251,18 +274,31 @@ class NexusOForConditionalGeneration(nn.Module):
 
     # -- generation -------------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate_text(self, input_ids: torch.Tensor, max_new_tokens: int, eos_token_id: int,
-                      input_features: torch.Tensor | None = None, feature_lengths: torch.Tensor | None = None,
-                      pixel_values: torch.Tensor | None = None, image_grid_thw: torch.Tensor | None = None,
-                      mm_token_type_ids: torch.Tensor | None = None) -> tuple[list[int], torch.Tensor]:
+    def generate_text(
+        self,
+        input_ids: torch.Tensor,
+        max_new_tokens: int,
+        eos_token_id: int,
+        input_features: torch.Tensor | None = None,
+        feature_lengths: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        mm_token_type_ids: torch.Tensor | None = None,
+    ) -> tuple[list[int], torch.Tensor]:
         """Greedy decoding for one prompt [1, L]. Returns (new token ids, hidden states of those tokens [1, N, D])."""
         embeds = self.embed(input_ids, input_features, feature_lengths)
         ids, new, states = input_ids, [], []
         types = mm_token_type_ids if mm_token_type_ids is not None else torch.zeros_like(input_ids)
         for _ in range(max_new_tokens):
-            out = self.backbone(input_ids=ids, inputs_embeds=embeds, attention_mask=torch.ones_like(ids),
-                                pixel_values=pixel_values, image_grid_thw=image_grid_thw, mm_token_type_ids=types,
-                                output_hidden_states=True)
+            out = self.backbone(
+                input_ids=ids,
+                inputs_embeds=embeds,
+                attention_mask=torch.ones_like(ids),
+                pixel_values=pixel_values,
+                image_grid_thw=image_grid_thw,
+                mm_token_type_ids=types,
+                output_hidden_states=True,
+            )
             nxt = int(out.logits[0, -1].argmax())
             if nxt == eos_token_id:
                 break

@@ -71,8 +71,11 @@ class NexusOProcessor:
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
         d = str(directory)
-        return cls(PreTrainedTokenizerFast.from_pretrained(d), WhisperFeatureExtractor.from_pretrained(d),
-                   Qwen2VLImageProcessorPil.from_pretrained(d))
+        return cls(
+            PreTrainedTokenizerFast.from_pretrained(d),
+            WhisperFeatureExtractor.from_pretrained(d),
+            Qwen2VLImageProcessorPil.from_pretrained(d),
+        )
 
     @property
     def eos_id(self) -> int:
@@ -81,13 +84,15 @@ class NexusOProcessor:
     # -- pieces -----------------------------------------------------------------------------------------
     def features(self, audio: np.ndarray) -> np.ndarray:
         """16 kHz mono waveform [N] -> log-mel [M, F] at its real length (F = N // 160 frames)."""
-        out = self.feature_extractor(audio, sampling_rate=16000, padding="longest", return_attention_mask=True,
-                                     return_tensors="np")
+        out = self.feature_extractor(
+            audio, sampling_rate=16000, padding="longest", return_attention_mask=True, return_tensors="np"
+        )
         n = int(out["attention_mask"][0].sum())
         return np.asarray(out["input_features"][0][:, :n], dtype=np.float32)
 
-    def user_content(self, task: str, n_audio: int | None, text: str | None, n_image: int | None,
-                     target_lang: str | None) -> str:
+    def user_content(
+        self, task: str, n_audio: int | None, text: str | None, n_image: int | None, target_lang: str | None
+    ) -> str:
         parts = []
         if n_image is not None:
             parts.append("<|vision_start|>" + "<|image_pad|>" * n_image + "<|vision_end|>")
@@ -105,8 +110,16 @@ class NexusOProcessor:
         return f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
 
     # -- one sample -------------------------------------------------------------------------------------
-    def encode(self, task: str, audio: np.ndarray | None = None, text: str | None = None, image: Any = None,
-               response: str | None = None, target_lang: str | None = None, codes: np.ndarray | None = None) -> Sample:
+    def encode(
+        self,
+        task: str,
+        audio: np.ndarray | None = None,
+        text: str | None = None,
+        image: Any = None,
+        response: str | None = None,
+        target_lang: str | None = None,
+        codes: np.ndarray | None = None,
+    ) -> Sample:
         """Build one ChatML sample. `audio` 16 kHz mono; `response` the assistant's text (omit for inference)."""
         feats = self.features(audio) if audio is not None else None
         n_audio = audio_token_count(feats.shape[1], self.adapter_stack) if feats is not None else None
@@ -116,8 +129,9 @@ class NexusOProcessor:
             img = self.image_processor(images=[image], return_tensors="pt")
             pixel_values, grid = img["pixel_values"], img["image_grid_thw"]
             n_image = int(grid.prod()) // (self.image_processor.merge_size**2)
-        prompt_ids = self.tokenizer(self.prompt(self.user_content(task, n_audio, text, n_image, target_lang)),
-                                    add_special_tokens=False)["input_ids"]
+        prompt_ids = self.tokenizer(
+            self.prompt(self.user_content(task, n_audio, text, n_image, target_lang)), add_special_tokens=False
+        )["input_ids"]
         ids, labels = list(prompt_ids), [-100] * len(prompt_ids)
         if response is not None:
             resp = self.tokenizer(response, add_special_tokens=False)["input_ids"] + [self.eos_id]
@@ -134,15 +148,21 @@ class NexusOProcessor:
         length = max(len(s.input_ids) for s in samples)
         batch: dict[str, torch.Tensor] = {
             "input_ids": torch.tensor([s.input_ids + [pad] * (length - len(s.input_ids)) for s in samples]),
-            "attention_mask": torch.tensor([[1] * len(s.input_ids) + [0] * (length - len(s.input_ids)) for s in samples]),
+            "attention_mask": torch.tensor(
+                [[1] * len(s.input_ids) + [0] * (length - len(s.input_ids)) for s in samples]
+            ),
             "labels": torch.tensor([s.labels + [-100] * (length - len(s.labels)) for s in samples]),
-            "mm_token_type_ids": torch.tensor([s.mm_token_type_ids + [0] * (length - len(s.input_ids)) for s in samples]),
+            "mm_token_type_ids": torch.tensor(
+                [s.mm_token_type_ids + [0] * (length - len(s.input_ids)) for s in samples]
+            ),
         }
         feats = [s.features for s in samples if s.features is not None]
         if feats:
             f_max = max(f.shape[1] for f in feats)
             f_max += f_max % 2  # the conv stack halves F
-            batch["input_features"] = torch.tensor(np.stack([np.pad(f, ((0, 0), (0, f_max - f.shape[1]))) for f in feats]))
+            batch["input_features"] = torch.tensor(
+                np.stack([np.pad(f, ((0, 0), (0, f_max - f.shape[1]))) for f in feats])
+            )
             batch["feature_lengths"] = torch.tensor([f.shape[1] for f in feats])
         images = [s for s in samples if s.pixel_values is not None]
         if images:

@@ -1,11 +1,11 @@
 """`nexus-o`: run, compile and inspect the pipeline.
 
-    nexus-o run --profile tiny                 # whole local pipeline (kfp.local), then a summary
-    nexus-o compile --profile cluster --out nexus-o.yaml
-    nexus-o step filter --profile tiny         # one step from the published refs (what dvc.yaml calls)
-    nexus-o data filter --input IN.jsonl --output KEPT.jsonl --rejected REJ.jsonl
-    nexus-o dvc-yaml [--check]
-    nexus-o ui                                 # how to open the MLflow UI on the local store
+nexus-o run --profile tiny                 # whole local pipeline (kfp.local), then a summary
+nexus-o compile --profile cluster --out nexus-o.yaml
+nexus-o step filter --profile tiny         # one step from the published refs (what dvc.yaml calls)
+nexus-o data filter --input IN.jsonl --output KEPT.jsonl --rejected REJ.jsonl
+nexus-o dvc-yaml [--check]
+nexus-o ui                                 # how to open the MLflow UI on the local store
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ console = Console()
 
 
 @app.command()
-def run(profile: str = typer.Option("tiny", help="profile name (pipelines/profiles)"),
-        overrides: str = typer.Option("{}", help='JSON overrides, e.g. \'{"train.stage1.steps": 2}\''),
-        write_dvc_lock: bool = typer.Option(True, help="record dvc.lock after a successful run")) -> None:
+def run(
+    profile: str = typer.Option("tiny", help="profile name (pipelines/profiles)"),
+    overrides: str = typer.Option("{}", help="JSON overrides, e.g. '{\"train.stage1.steps\": 2}'"),
+    write_dvc_lock: bool = typer.Option(True, help="record dvc.lock after a successful run"),
+) -> None:
     """Run the whole pipeline locally with kfp.local and print a summary."""
     set_offline_env(local=True)
     from kfp import local
@@ -41,10 +43,12 @@ def run(profile: str = typer.Option("tiny", help="profile name (pipelines/profil
     from pipelines.pipeline import build_pipeline
 
     prof = load_profile(profile, overrides)
-    console.print(f"[bold]nexus-o[/] profile [cyan]{prof.name}[/] (config {prof.config_hash()[:12]}), "
-                  f"state in {nexus_home()}")
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(nexus_home() / "kfp"),
-               raise_on_error=True)
+    console.print(
+        f"[bold]nexus-o[/] profile [cyan]{prof.name}[/] (config {prof.config_hash()[:12]}), state in {nexus_home()}"
+    )
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(nexus_home() / "kfp"), raise_on_error=True
+    )
     started = time.time()
     error = None
     try:
@@ -74,22 +78,36 @@ def summarize(since: float) -> dict[str, Any]:
     from components.common.tracking import EXPERIMENT, init_mlflow
 
     mlflow = init_mlflow()
-    runs = mlflow.search_runs(experiment_names=[EXPERIMENT], filter_string="tags.`nexus.kind` = 'pipeline'",
-                              order_by=["start_time DESC"], max_results=1, output_format="list")
+    runs = mlflow.search_runs(
+        experiment_names=[EXPERIMENT],
+        filter_string="tags.`nexus.kind` = 'pipeline'",
+        order_by=["start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
     if not runs or runs[0].info.start_time / 1000 < since - 5:
         console.print("[yellow]no pipeline run recorded[/]")
         return {}
     parent = runs[0]
-    children = mlflow.search_runs(experiment_names=[EXPERIMENT],
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
-                                  order_by=["start_time ASC"], output_format="list")
+    children = mlflow.search_runs(
+        experiment_names=[EXPERIMENT],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+        order_by=["start_time ASC"],
+        output_format="list",
+    )
     table = Table(title=f"pipeline run {parent.info.run_id} ({parent.data.tags.get('nexus.final_state', '?')})")
     for col in ("step", "status", "cached", "time (s)", "rows", "key"):
         table.add_column(col)
     for ch in children:
         m, t = ch.data.metrics, ch.data.tags
-        table.add_row(ch.info.run_name, ch.info.status, "yes" if t.get("nexus.cached") == "true" else "no",
-                      f"{m.get('duration_s', float('nan')):.1f}", str(int(m.get("rows", 0))), t.get("nexus.step_key", ""))
+        table.add_row(
+            ch.info.run_name,
+            ch.info.status,
+            "yes" if t.get("nexus.cached") == "true" else "no",
+            f"{m.get('duration_s', float('nan')):.1f}",
+            str(int(m.get("rows", 0))),
+            t.get("nexus.step_key", ""),
+        )
     console.print(table)
     headline = {k: v for k, v in parent.data.metrics.items()}
     if headline:
@@ -116,8 +134,12 @@ def compile(profile: str = typer.Option("cluster"), out: Path = typer.Option(Pat
 
 
 @app.command()
-def step(name: str, profile: str = typer.Option("tiny"), overrides: str = typer.Option("{}"),
-         job_id: str = typer.Option("", help="pipeline job id (default: a fresh cli-<time> id)")) -> None:
+def step(
+    name: str,
+    profile: str = typer.Option("tiny"),
+    overrides: str = typer.Option("{}"),
+    job_id: str = typer.Option("", help="pipeline job id (default: a fresh cli-<time> id)"),
+) -> None:
     """Run one step, reading its inputs from the published references (data/<profile>/refs/)."""
     set_offline_env()
     from components.common.registry import get_step
@@ -135,8 +157,12 @@ def step(name: str, profile: str = typer.Option("tiny"), overrides: str = typer.
 
 
 @data_app.command("filter")
-def data_filter(input: Path = typer.Option(..., "--input"), output: Path = typer.Option(..., "--output"),
-                rejected: Path = typer.Option(..., "--rejected"), profile: str = typer.Option("tiny")) -> None:
+def data_filter(
+    input: Path = typer.Option(..., "--input"),
+    output: Path = typer.Option(..., "--output"),
+    rejected: Path = typer.Option(..., "--rejected"),
+    profile: str = typer.Option("tiny"),
+) -> None:
     """Apply the paper's text filters to a JSONL file with a `text` field."""
     from components.common.config import load_profile
     from components.filter.core import filter_jsonl
@@ -168,8 +194,10 @@ def dvc_yaml(check: bool = typer.Option(False, help="fail if dvc.yaml differs fr
 @app.command()
 def ui(port: int = 5000) -> None:
     """Print the command that opens the MLflow UI on the local store."""
-    console.print(f"{Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri {tracking_uri()} "
-                  f"--port {port}   # then open http://127.0.0.1:{port}")
+    console.print(
+        f"{Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri {tracking_uri()} "
+        f"--port {port}   # then open http://127.0.0.1:{port}"
+    )
 
 
 @app.command()

@@ -8,7 +8,6 @@ writes the same DAG as KFP YAML with the profile's cluster settings (GPUs, node 
 shared memory, secrets as env). Every task disables KFP's cache: the steps' own content keys decide.
 """
 
-
 from typing import Any
 
 from kfp import dsl
@@ -30,9 +29,19 @@ def _components() -> dict[str, Any]:
     from components.validate.component import validate
     from components.version.component import version
 
-    return {"ingest": ingest, "filter": filter_, "synthesize": synthesize, "validate": validate,
-            "version": version, "train_stage1": train_stage1, "train_stage2": train_stage2,
-            "train_stage3": train_stage3, "evaluate": evaluate, "gate": gate, "register": register}
+    return {
+        "ingest": ingest,
+        "filter": filter_,
+        "synthesize": synthesize,
+        "validate": validate,
+        "version": version,
+        "train_stage1": train_stage1,
+        "train_stage2": train_stage2,
+        "train_stage3": train_stage3,
+        "evaluate": evaluate,
+        "gate": gate,
+        "register": register,
+    }
 
 
 def apply_cluster_settings(task: Any, resources: str, prof: Profile) -> None:
@@ -42,7 +51,9 @@ def apply_cluster_settings(task: Any, resources: str, prof: Profile) -> None:
     c = prof.cluster
     for name, value in c.env.items():
         task.set_env_variable(name, value)
-    kubernetes.use_secret_as_env(task, secret_name=c.secret_name, secret_key_to_env={v: k for k, v in c.secret_env.items()})
+    kubernetes.use_secret_as_env(
+        task, secret_name=c.secret_name, secret_key_to_env={v: k for k, v in c.secret_env.items()}
+    )
     gpus = {"gpu_train": c.gpus_per_train_step, "gpu_eval": c.gpus_per_eval_step}.get(resources, 0)
     if gpus:
         task.set_accelerator_type(c.accelerator_type).set_accelerator_limit(gpus)
@@ -50,8 +61,13 @@ def apply_cluster_settings(task: Any, resources: str, prof: Profile) -> None:
         for key, value in c.node_selector.items():
             kubernetes.add_node_selector(task, label_key=key, label_value=value)
         for tol in c.tolerations:
-            kubernetes.add_toleration(task, key=tol.get("key"), operator=tol.get("operator", "Equal"),
-                                      value=tol.get("value"), effect=tol.get("effect"))
+            kubernetes.add_toleration(
+                task,
+                key=tol.get("key"),
+                operator=tol.get("operator", "Equal"),
+                value=tol.get("value"),
+                effect=tol.get("effect"),
+            )
         kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
 
 
@@ -74,8 +90,12 @@ def build_pipeline(prof: Profile, cluster: bool = False) -> Any:
                 if name == "register":
                     continue
                 spec = specs[name]
-                task = comps[name](profile=profile, overrides=overrides, job_id=job,
-                                   **{arg: outs[src] for arg, src in spec.inputs.items()})
+                task = comps[name](
+                    profile=profile,
+                    overrides=overrides,
+                    job_id=job,
+                    **{arg: outs[src] for arg, src in spec.inputs.items()},
+                )
                 task.set_caching_options(False).set_display_name(name)
                 if not spec.inputs:
                     task.after(opened)
@@ -87,8 +107,9 @@ def build_pipeline(prof: Profile, cluster: bool = False) -> Any:
             # on the gate's output inside the ExitHandler is not resolved by kfp.local 2.17: the
             # condition's input is looked up in the wrong scope and the step is silently skipped.)
             spec = specs["register"]
-            reg = comps["register"](profile=profile, overrides=overrides, job_id=job,
-                                    **{arg: outs[src] for arg, src in spec.inputs.items()})
+            reg = comps["register"](
+                profile=profile, overrides=overrides, job_id=job, **{arg: outs[src] for arg, src in spec.inputs.items()}
+            )
             reg.set_caching_options(False).set_display_name("register")
             if cluster:
                 apply_cluster_settings(reg, spec.resources, prof)
@@ -102,5 +123,6 @@ def compile_pipeline(prof: Profile, out: str) -> None:
     os.environ["NEXUS_IMAGE"] = prof.cluster.image
     from kfp import compiler
 
-    compiler.Compiler().compile(build_pipeline(prof, cluster=True), package_path=out,
-                                pipeline_parameters={"profile": prof.name})
+    compiler.Compiler().compile(
+        build_pipeline(prof, cluster=True), package_path=out, pipeline_parameters={"profile": prof.name}
+    )

@@ -45,5 +45,7 @@ def speech():  # type: ignore[no-untyped-def]
     from components.synthesize.core import EspeakBackend
 
     b = EspeakBackend()
-    return [b.synthesize("three seven one nine", "en", "en-us:p50:s170", 16000),
-            b.synthesize("what is two plus five", "en", "en-gb:p40:s150", 16000)]
+    return [
+        b.synthesize("three seven one nine", "en", "en-us:p50:s170", 16000),
+        b.synthesize("what is two plus five", "en", "en-gb:p40:s150", 16000),
+    ]

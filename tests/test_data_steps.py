@@ -30,8 +30,17 @@ def test_split_is_stable_under_additions() -> None:
 def test_step_key_changes_with_each_ingredient() -> None:
     base = step_key("s", {"a": "1"}, {"x": 1}, "code")
     assert base == step_key("s", {"a": "1"}, {"x": 1}, "code")
-    assert len({base, step_key("s", {"a": "2"}, {"x": 1}, "code"), step_key("s", {"a": "1"}, {"x": 2}, "code"),
-                step_key("s", {"a": "1"}, {"x": 1}, "code2")}) == 4
+    assert (
+        len(
+            {
+                base,
+                step_key("s", {"a": "2"}, {"x": 1}, "code"),
+                step_key("s", {"a": "1"}, {"x": 2}, "code"),
+                step_key("s", {"a": "1"}, {"x": 1}, "code2"),
+            }
+        )
+        == 4
+    )
 
 
 def _utt(tmp: Path, i: int, dur: float) -> Utterance:

@@ -33,8 +33,17 @@ def test_reasons(text: str, reason: str) -> None:
     assert got is not None and got[0] == reason
 
 
-@pytest.mark.parametrize("text", ["yes/no and/or either/or", "Alice paid $5 and then Bob paid $10 for the old books.", "Hello, world.",
-                                  " ".join(["word"] * 200), "中" * 200, "床前明月光，疑是地上霜。"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "yes/no and/or either/or",
+        "Alice paid $5 and then Bob paid $10 for the old books.",
+        "Hello, world.",
+        " ".join(["word"] * 200),
+        "中" * 200,
+        "床前明月光，疑是地上霜。",
+    ],
+)
 def test_kept(text: str) -> None:
     assert classify(text, CFG) is None
 
@@ -56,14 +65,17 @@ def _write(path: Path, lines: list[bytes]) -> None:
 
 def test_file_counts_add_up_and_rows_are_preserved(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
-    _write(src, [
-        json.dumps({"text": "A fine sentence.", "id": 1}).encode(),
-        b"\xff\xfe not utf8",
-        b"{not json",
-        json.dumps({"id": 4}).encode(),
-        json.dumps({"text": "see http://a.com", "id": 5}).encode(),
-        json.dumps({"text": "", "id": 6}).encode(),
-    ])
+    _write(
+        src,
+        [
+            json.dumps({"text": "A fine sentence.", "id": 1}).encode(),
+            b"\xff\xfe not utf8",
+            b"{not json",
+            json.dumps({"id": 4}).encode(),
+            json.dumps({"text": "see http://a.com", "id": 5}).encode(),
+            json.dumps({"text": "", "id": 6}).encode(),
+        ],
+    )
     counts = filter_jsonl(src, tmp_path / "kept.jsonl", tmp_path / "rej.jsonl", CFG)
     assert counts.total == 6 and counts.kept == 1
     assert counts.rejected["encoding"] == 3 and counts.rejected["url"] == 1 and counts.rejected["empty"] == 1
@@ -79,8 +91,19 @@ def test_cli(tmp_path: Path) -> None:
 
     src = tmp_path / "in.jsonl"
     _write(src, [json.dumps({"text": t}).encode() for t in ["Good text.", "bad /usr/bin/env", "ok/no"]])
-    res = CliRunner().invoke(app, ["data", "filter", "--input", str(src), "--output", str(tmp_path / "k.jsonl"),
-                                   "--rejected", str(tmp_path / "r.jsonl")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "filter",
+            "--input",
+            str(src),
+            "--output",
+            str(tmp_path / "k.jsonl"),
+            "--rejected",
+            str(tmp_path / "r.jsonl"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "3 in = 2 kept + 1 rejected" in res.output
     assert "counts add up" in res.output

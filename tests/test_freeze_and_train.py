@@ -10,12 +10,19 @@ from components.train.freeze import TRAINABLE, apply_freeze_policy
 from components.train.trainer import train_stage
 
 GROUPS = {
-    "audio_encoder.": "audio_encoder", "audio_adapter.": "audio_adapter", "audio_decoder.": "audio_decoder",
-    "backbone.model.visual.merger.": "vision_adapter", "backbone.model.visual.": "vision_encoder",
-    "backbone.model.language_model.": "llm", "backbone.lm_head.": "lm_head",
+    "audio_encoder.": "audio_encoder",
+    "audio_adapter.": "audio_adapter",
+    "audio_decoder.": "audio_decoder",
+    "backbone.model.visual.merger.": "vision_adapter",
+    "backbone.model.visual.": "vision_encoder",
+    "backbone.model.language_model.": "llm",
+    "backbone.lm_head.": "lm_head",
 }
-EXPECTED = {1: {"audio_encoder", "audio_adapter"}, 2: {"audio_adapter", "vision_adapter", "llm", "lm_head"},
-            3: {"audio_decoder"}}
+EXPECTED = {
+    1: {"audio_encoder", "audio_adapter"},
+    2: {"audio_adapter", "vision_adapter", "llm", "lm_head"},
+    3: {"audio_decoder"},
+}
 
 
 def group(name: str) -> str:
@@ -51,8 +58,16 @@ def test_one_deepspeed_step_per_stage(stage: int, tmp_path, tiny_model, processo
     trainable = params_digest(tiny_model, trainable=True)
     cfg = StageConfig(steps=2, batch_size=1, lr=1e-2, warmup_steps=0, tasks=["tts"] if stage == 3 else ["asr"])
     losses: list[float] = []
-    report = train_stage(tiny_model, processor, _batch(stage, processor, speech), cfg, DeepSpeedConfig(), 0,
-                         tmp_path / "ds", lambda k, v, s: losses.append(v) if k == "train_loss" else None)
+    report = train_stage(
+        tiny_model,
+        processor,
+        _batch(stage, processor, speech),
+        cfg,
+        DeepSpeedConfig(),
+        0,
+        tmp_path / "ds",
+        lambda k, v, s: losses.append(v) if k == "train_loss" else None,
+    )
     assert len(report.losses) == 2 and all(torch.isfinite(torch.tensor(report.losses)))
     assert params_digest(tiny_model, trainable=False) == frozen
     assert params_digest(tiny_model, trainable=True) != trainable

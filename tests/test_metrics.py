@@ -3,12 +3,15 @@ import pytest
 from components.evaluate.metrics import normalize_en, wer_en
 
 
-@pytest.mark.parametrize(("ref", "hyp"), [
-    ("three seven one nine", "3719"),
-    ("one three nine", "1, 3, 9"),
-    ("twenty three apples", "23 apples."),
-    ("Hello, World!", "hello world"),
-])
+@pytest.mark.parametrize(
+    ("ref", "hyp"),
+    [
+        ("three seven one nine", "3719"),
+        ("one three nine", "1, 3, 9"),
+        ("twenty three apples", "23 apples."),
+        ("Hello, World!", "hello world"),
+    ],
+)
 def test_formatting_is_not_an_error(ref: str, hyp: str) -> None:
     assert normalize_en(ref) == normalize_en(hyp)
     assert wer_en([ref], [hyp]) == 0.0

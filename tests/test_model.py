@@ -68,9 +68,13 @@ def test_save_load_roundtrip(tmp_path: Path, tiny_model, processor, speech) -> N
 def test_generation_shapes(tiny_model, processor, speech) -> None:  # type: ignore[no-untyped-def]
     tiny_model.eval()
     batch = processor.collate([processor.encode("asr", audio=speech[0])])
-    ids, hidden = tiny_model.generate_text(batch["input_ids"], 5, processor.eos_id,
-                                           input_features=batch["input_features"],
-                                           feature_lengths=batch["feature_lengths"])
+    ids, hidden = tiny_model.generate_text(
+        batch["input_ids"],
+        5,
+        processor.eos_id,
+        input_features=batch["input_features"],
+        feature_lengths=batch["feature_lengths"],
+    )
     assert len(ids) <= 5 and hidden.shape[0] == 1
     codes = tiny_model.generate_speech(hidden, max_steps=12)
     assert codes.shape[0] == 8 and codes.shape[1] <= 12

@@ -16,8 +16,14 @@ pytestmark = pytest.mark.slow
 
 def _run(home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NEXUS_HOME": str(home), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--profile", "tiny"], cwd=PROJECT_ROOT,
-                          env=env, capture_output=True, text=True, timeout=1800)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", "--profile", "tiny"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
 
 
 def test_tiny_pipeline_end_to_end(tmp_path: Path) -> None:
@@ -42,8 +48,9 @@ def test_tiny_pipeline_end_to_end(tmp_path: Path) -> None:
         "print(json.dumps({'text': str(out.text[0]), 'cols': list(out.columns)}))\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     answer = json.loads(proc.stdout.strip().splitlines()[-1])
     assert answer["cols"] == ["text", "audio"] and isinstance(answer["text"], str)
@@ -54,9 +61,22 @@ def test_failing_gate_registers_nothing(tmp_path: Path) -> None:
     home = tmp_path / "nexus"
     env = {**os.environ, "NEXUS_HOME": str(home), "COLUMNS": "200"}
     res = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run", "--profile", "tiny", "--no-write-dvc-lock",
-         "--overrides", json.dumps({"gate": {"max_metrics": {"asr_en_wer": 0.01}}})],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "run",
+            "--profile",
+            "tiny",
+            "--no-write-dvc-lock",
+            "--overrides",
+            json.dumps({"gate": {"max_metrics": {"asr_en_wer": 0.01}}}),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     assert "gate failed, nothing registered: asr_en_wer=" in res.stdout + res.stderr

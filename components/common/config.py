@@ -208,7 +208,9 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | str | None = Non
     if not path.suffix:
         path = PROFILES_DIR / f"{name_or_path}.yaml"
     if not path.exists():
-        raise ConfigError(f"profile {name_or_path!r} not found ({path}). Choose one of: {', '.join(available_profiles())}.")
+        raise ConfigError(
+            f"profile {name_or_path!r} not found ({path}). Choose one of: {', '.join(available_profiles())}."
+        )
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -219,7 +221,9 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | str | None = Non
         try:
             overrides = json.loads(overrides) if overrides.strip() else {}
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"overrides are not valid JSON: {exc}. Pass e.g. '{{\"train.stage1.steps\": 2}}'.") from exc
+            raise ConfigError(
+                f"overrides are not valid JSON: {exc}. Pass e.g. '{{\"train.stage1.steps\": 2}}'."
+            ) from exc
     if overrides:
         if not isinstance(overrides, dict):
             raise ConfigError("overrides must be a JSON object mapping keys to values")
@@ -232,6 +236,7 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | str | None = Non
             key = ".".join(str(p) for p in err["loc"]).replace("validate_", "validate").replace("register_", "register")
             problems.append(f"  {key}: {err['msg']}")
         raise ConfigError(
-            f"{path.name}: invalid profile ({len(problems)} problem(s)):\n" + "\n".join(problems)
+            f"{path.name}: invalid profile ({len(problems)} problem(s)):\n"
+            + "\n".join(problems)
             + "\nFix or remove the named keys (see docs/architecture.md#config for every key)."
         ) from None

@@ -87,7 +87,9 @@ def run_step(
     missing = set(spec.inputs) - set(refs)
     if missing:
         raise ValueError(f"step {step}: missing inputs {sorted(missing)} (expects {sorted(spec.inputs)})")
-    key = step_key(step, {k: r.md5 for k, r in sorted(refs.items())}, _config_for(spec, prof), code_version(spec.code_paths))
+    key = step_key(
+        step, {k: r.md5 for k, r in sorted(refs.items())}, _config_for(spec, prof), code_version(spec.code_paths)
+    )
     out_dir = step_dir(step, key)
     marker = out_dir / SUCCESS_MARKER
     ctx = StepContext(step=step, profile=prof, key=key, out_dir=out_dir, inputs=refs, job_id=job_id)
@@ -126,9 +128,15 @@ def run_step(
             _copy_headline(parent, result.metrics, list(result.headline))
             marker.write_text(
                 json.dumps(
-                    {"ref": json.loads(ref.to_json()), "metrics": result.metrics, "headline": list(result.headline),
-                     "summary": result.summary, "run_id": run.info.run_id},
-                    indent=2, sort_keys=True,
+                    {
+                        "ref": json.loads(ref.to_json()),
+                        "metrics": result.metrics,
+                        "headline": list(result.headline),
+                        "summary": result.summary,
+                        "run_id": run.info.run_id,
+                    },
+                    indent=2,
+                    sort_keys=True,
                 )
             )
             ctx.log(f"done in {duration:.1f}s: {result.summary or ''} -> {uri}")

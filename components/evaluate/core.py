@@ -37,11 +37,17 @@ def transcribe_whisper(model: object, wav: np.ndarray) -> str:
     return " ".join(s.text.strip() for s in segments)
 
 
-def transcribe_nexus(model: NexusOForConditionalGeneration, proc: NexusOProcessor, wav: np.ndarray,
-                     max_new_tokens: int) -> str:
+def transcribe_nexus(
+    model: NexusOForConditionalGeneration, proc: NexusOProcessor, wav: np.ndarray, max_new_tokens: int
+) -> str:
     batch = proc.collate([proc.encode("asr", audio=wav)])
-    ids, _ = model.generate_text(batch["input_ids"], max_new_tokens, proc.eos_id,
-                                 input_features=batch["input_features"], feature_lengths=batch["feature_lengths"])
+    ids, _ = model.generate_text(
+        batch["input_ids"],
+        max_new_tokens,
+        proc.eos_id,
+        input_features=batch["input_features"],
+        feature_lengths=batch["feature_lengths"],
+    )
     return proc.decode(ids)
 
 
@@ -67,7 +73,11 @@ def run(ctx: StepContext) -> StepResult:
     if whisper is not None:
         metrics["asr_en_wer_whisper_tiny"] = wer_en(refs, [p["whisper_tiny"] for p in preds])
     ctx.log(f"harness {HARNESS_VERSION}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
-    return StepResult(kind="evaluation", rows=len(preds), files={"predictions": "predictions.jsonl.gz",
-                      "metrics": "metrics.json"}, metrics=metrics,
-                      headline=tuple(k for k in metrics if k.startswith("asr_")),
-                      summary=", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
+    return StepResult(
+        kind="evaluation",
+        rows=len(preds),
+        files={"predictions": "predictions.jsonl.gz", "metrics": "metrics.json"},
+        metrics=metrics,
+        headline=tuple(k for k in metrics if k.startswith("asr_")),
+        summary=", ".join(f"{k}={v:.3f}" for k, v in metrics.items()),
+    )

@@ -103,8 +103,10 @@ class FilterCounts:
 
     def summary(self) -> str:
         parts = ", ".join(f"{k}={v}" for k, v in self.rejected.items() if v)
-        return (f"{self.total} in = {self.kept} kept + {self.rejected_total} rejected ({parts or 'none'})"
-                f"{' (counts add up)' if self.kept + self.rejected_total == self.total else ' (MISMATCH)'}")
+        return (
+            f"{self.total} in = {self.kept} kept + {self.rejected_total} rejected ({parts or 'none'})"
+            f"{' (counts add up)' if self.kept + self.rejected_total == self.total else ' (MISMATCH)'}"
+        )
 
 
 def _open(path: Path, mode: str) -> IO[bytes]:
@@ -155,5 +157,10 @@ def run(ctx: StepContext) -> StepResult:
     ctx.log(counts.summary())
     metrics = {"filter_in": counts.total, "filter_kept": counts.kept, "filter_rejected": counts.rejected_total}
     metrics |= {f"filter_rejected_{k}": v for k, v in counts.rejected.items()}
-    return StepResult(kind="texts", rows=counts.kept, files={"texts": "texts.jsonl.gz", "rejected": "rejected.jsonl.gz"},
-                      metrics=metrics, summary=counts.summary())
+    return StepResult(
+        kind="texts",
+        rows=counts.kept,
+        files={"texts": "texts.jsonl.gz", "rejected": "rejected.jsonl.gz"},
+        metrics=metrics,
+        summary=counts.summary(),
+    )

@@ -17,15 +17,33 @@ def decide(metrics: dict[str, float], cfg: GateConfig) -> dict[str, Any]:
     checks = []
     for name, limit in cfg.max_metrics.items():
         value = metrics.get(name)
-        checks.append({"metric": name, "op": "<=", "threshold": limit, "value": value,
-                       "passed": value is not None and value <= limit})
+        checks.append(
+            {
+                "metric": name,
+                "op": "<=",
+                "threshold": limit,
+                "value": value,
+                "passed": value is not None and value <= limit,
+            }
+        )
     for name, limit in cfg.min_metrics.items():
         value = metrics.get(name)
-        checks.append({"metric": name, "op": ">=", "threshold": limit, "value": value,
-                       "passed": value is not None and value >= limit})
+        checks.append(
+            {
+                "metric": name,
+                "op": ">=",
+                "threshold": limit,
+                "value": value,
+                "passed": value is not None and value >= limit,
+            }
+        )
     failed = [c for c in checks if not c["passed"]]
-    reasons = [f"{c['metric']}={c['value']} not {c['op']} {c['threshold']}" if c["value"] is not None
-               else f"{c['metric']} missing from the evaluation" for c in failed]
+    reasons = [
+        f"{c['metric']}={c['value']} not {c['op']} {c['threshold']}"
+        if c["value"] is not None
+        else f"{c['metric']} missing from the evaluation"
+        for c in failed
+    ]
     return {"passed": not failed, "checks": checks, "reasons": reasons}
 
 
@@ -35,8 +53,14 @@ def run(ctx: StepContext) -> StepResult:
     (ctx.out_dir / "gate.json").write_text(json.dumps(decision, indent=2))
     verdict = "PASSED" if decision["passed"] else "FAILED: " + "; ".join(decision["reasons"])
     ctx.log(f"gate {verdict}")
-    return StepResult(kind="gate", rows=1, files={"decision": "gate.json"},
-                      metrics={"gate_passed": float(decision["passed"])}, headline=("gate_passed",), summary=verdict)
+    return StepResult(
+        kind="gate",
+        rows=1,
+        files={"decision": "gate.json"},
+        metrics={"gate_passed": float(decision["passed"])},
+        headline=("gate_passed",),
+        summary=verdict,
+    )
 
 
 def passed(ref_json: str) -> bool:

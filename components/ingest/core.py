@@ -21,9 +21,9 @@ from components.common.step import StepContext, StepResult
 ZH_FILES = ("chinese", "song100", "tang300")
 SKIP_EN = ("art", "ascii-art", "chinese", "song100", "tang300")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-ONES = "zero one two three four five six seven eight nine".split()
-TEENS = "ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
-TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+TEENS = ["ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 ZH_DIGITS = "零一二三四五六七八九"
 
 
@@ -120,17 +120,42 @@ def micro_world(cfg: IngestConfig, rng: random.Random) -> list[TextRecord]:
         op = rng.choice(["plus", "times"])
         ans = a + b if op == "plus" else a * b
         key = f"arith:{a}{op}{b}"
-        out.append(TextRecord(f"en-arith-{a}{op}{b}", f"what is {ONES[a]} {op} {ONES[b]}", "en", "micro/arithmetic",
-                              stable_split(key, cfg), "chat", number_to_words(ans)))
+        out.append(
+            TextRecord(
+                f"en-arith-{a}{op}{b}",
+                f"what is {ONES[a]} {op} {ONES[b]}",
+                "en",
+                "micro/arithmetic",
+                stable_split(key, cfg),
+                "chat",
+                number_to_words(ans),
+            )
+        )
     for _ in range(mw.number_translation):
         n = rng.randrange(1, 100)
         key = f"numtr:{n}"
         if rng.random() < 0.5:
-            rec = TextRecord(f"en-numtr-{n}", number_to_words(n), "en", "micro/number_translation",
-                             stable_split(key, cfg), "s2tt", number_to_zh(n), {"target_lang": "zh"})
+            rec = TextRecord(
+                f"en-numtr-{n}",
+                number_to_words(n),
+                "en",
+                "micro/number_translation",
+                stable_split(key, cfg),
+                "s2tt",
+                number_to_zh(n),
+                {"target_lang": "zh"},
+            )
         else:
-            rec = TextRecord(f"zh-numtr-{n}", number_to_zh(n), "zh", "micro/number_translation",
-                             stable_split(key, cfg), "s2tt", number_to_words(n), {"target_lang": "en"})
+            rec = TextRecord(
+                f"zh-numtr-{n}",
+                number_to_zh(n),
+                "zh",
+                "micro/number_translation",
+                stable_split(key, cfg),
+                "s2tt",
+                number_to_words(n),
+                {"target_lang": "en"},
+            )
         out.append(rec)
     return out
 
@@ -151,7 +176,9 @@ def run(ctx: StepContext) -> StepResult:
     n = write_jsonl(ctx.out_dir / "texts.jsonl.gz", records)
     by_split = {s: sum(r.split == s for r in records) for s in ("train", "validation", "test")}
     return StepResult(
-        kind="texts", rows=n, files={"texts": "texts.jsonl.gz"},
+        kind="texts",
+        rows=n,
+        files={"texts": "texts.jsonl.gz"},
         metrics={"texts_total": n, **{f"texts_{k}": v for k, v in by_split.items()}},
         summary=f"{n} texts ({by_split})",
     )

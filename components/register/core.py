@@ -24,10 +24,15 @@ def signature() -> object:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    inputs = Schema([
-        ColSpec("string", "task"), ColSpec("string", "text", required=False), ColSpec("string", "image", required=False),
-        ColSpec("string", "audio", required=False), ColSpec("boolean", "return_audio", required=False),
-    ])
+    inputs = Schema(
+        [
+            ColSpec("string", "task"),
+            ColSpec("string", "text", required=False),
+            ColSpec("string", "image", required=False),
+            ColSpec("string", "audio", required=False),
+            ColSpec("boolean", "return_audio", required=False),
+        ]
+    )
     outputs = Schema([ColSpec("string", "text"), ColSpec("string", "audio", required=False)])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
@@ -50,8 +55,13 @@ def run(ctx: StepContext) -> StepResult:
         import mlflow as _mlflow
 
         _mlflow.set_tag("nexus.not_registered", why[:4000])
-        return StepResult(kind="registration", rows=0, files={"registered": "registered.json"},
-                          metrics={"registered_version": 0.0}, summary=f"not registered: {why}")
+        return StepResult(
+            kind="registration",
+            rows=0,
+            files={"registered": "registered.json"},
+            metrics={"registered_version": 0.0},
+            summary=f"not registered: {why}",
+        )
     ckpt = ctx.inputs["checkpoint"].path("checkpoint")
     data = ctx.inputs["dataset"]
     metrics = json.loads(ctx.inputs["evaluation"].path("metrics").read_text())
@@ -62,8 +72,14 @@ def run(ctx: StepContext) -> StepResult:
         code_paths=[str(PROJECT_ROOT / "model")],
         signature=signature(),
         input_example=input_example(data.path(), data.files["manifest"]),
-        pip_requirements=[f"torch=={version('torch')}", f"transformers=={version('transformers')}",
-                          f"mlflow=={version('mlflow')}", f"pycodec2=={version('pycodec2')}", "soundfile", "scipy"],
+        pip_requirements=[
+            f"torch=={version('torch')}",
+            f"transformers=={version('transformers')}",
+            f"mlflow=={version('mlflow')}",
+            f"pycodec2=={version('pycodec2')}",
+            "soundfile",
+            "scipy",
+        ],
     )
     client = mlflow.MlflowClient()
     try:
@@ -71,21 +87,38 @@ def run(ctx: StepContext) -> StepResult:
     except mlflow.exceptions.MlflowException:
         client.create_registered_model(cfg.model_name, description="Nexus-O omni-modal model (nexus-o platform)")
     lineage = {
-        "pipeline_job_id": ctx.job_id, "git_commit": git_commit(PROJECT_ROOT), "profile": ctx.profile.name,
-        "config_hash": ctx.profile.config_hash(), "dataset_uri": data.uri, "dataset_md5": data.md5,
-        "checkpoint_md5": ctx.inputs["checkpoint"].md5, "package_version": version("nexus-o"),
+        "pipeline_job_id": ctx.job_id,
+        "git_commit": git_commit(PROJECT_ROOT),
+        "profile": ctx.profile.name,
+        "config_hash": ctx.profile.config_hash(),
+        "dataset_uri": data.uri,
+        "dataset_md5": data.md5,
+        "checkpoint_md5": ctx.inputs["checkpoint"].md5,
+        "package_version": version("nexus-o"),
         "metrics": json.dumps({k: round(v, 6) for k, v in metrics.items()}),
     }
-    mv = client.create_model_version(cfg.model_name, info.model_uri, run_id=mlflow.active_run().info.run_id,  # type: ignore[union-attr]
-                                     tags={f"nexus.{k}": str(v) for k, v in lineage.items()})
+    mv = client.create_model_version(
+        cfg.model_name,
+        info.model_uri,
+        run_id=mlflow.active_run().info.run_id,  # type: ignore[union-attr]
+        tags={f"nexus.{k}": str(v) for k, v in lineage.items()},
+    )
     client.set_registered_model_alias(cfg.model_name, "challenger", mv.version)
     aliases = ["challenger"]
     if cfg.promote_to_champion:
         client.set_registered_model_alias(cfg.model_name, "champion", mv.version)
         client.set_model_version_tag(cfg.model_name, mv.version, "nexus.promoted_by", "pipeline (auto-promote)")
         aliases.append("champion")
-    (ctx.out_dir / "registered.json").write_text(json.dumps(
-        {"name": cfg.model_name, "version": mv.version, "aliases": aliases, "model_uri": info.model_uri}, indent=2))
-    return StepResult(kind="registration", rows=1, files={"registered": "registered.json"},
-                      metrics={"registered_version": float(mv.version)}, headline=("registered_version",),
-                      summary=f"{cfg.model_name} v{mv.version} ({', '.join(aliases)})")
+    (ctx.out_dir / "registered.json").write_text(
+        json.dumps(
+            {"name": cfg.model_name, "version": mv.version, "aliases": aliases, "model_uri": info.model_uri}, indent=2
+        )
+    )
+    return StepResult(
+        kind="registration",
+        rows=1,
+        files={"registered": "registered.json"},
+        metrics={"registered_version": float(mv.version)},
+        headline=("registered_version",),
+        summary=f"{cfg.model_name} v{mv.version} ({', '.join(aliases)})",
+    )

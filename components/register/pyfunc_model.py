@@ -85,13 +85,24 @@ class NexusOPyfunc(mlflow.pyfunc.PythonModel):
             codes = self.model.generate_speech(hidden, max_steps=50 * 20)
             return {"text": text, "audio": _wav_b64(self.codec.decode(codes.numpy()))}
         target_lang = "zh" if task == "s2tt" and (text or "").lower().startswith("zh") else "en"
-        sample = self.proc.encode(task if task != "s2s" else "chat", audio=audio, image=image,
-                                  text=None if audio is not None else text, target_lang=target_lang)
+        sample = self.proc.encode(
+            task if task != "s2s" else "chat",
+            audio=audio,
+            image=image,
+            text=None if audio is not None else text,
+            target_lang=target_lang,
+        )
         batch = self.proc.collate([sample])
-        extra = {k: batch[k] for k in ("input_features", "feature_lengths", "pixel_values", "image_grid_thw")
-                 if k in batch}
-        ids, hidden = self.model.generate_text(batch["input_ids"], self.max_new_tokens, self.proc.eos_id,
-                                               mm_token_type_ids=batch["mm_token_type_ids"], **extra)
+        extra = {
+            k: batch[k] for k in ("input_features", "feature_lengths", "pixel_values", "image_grid_thw") if k in batch
+        }
+        ids, hidden = self.model.generate_text(
+            batch["input_ids"],
+            self.max_new_tokens,
+            self.proc.eos_id,
+            mm_token_type_ids=batch["mm_token_type_ids"],
+            **extra,
+        )
         out_audio = None
         if bool(row.get("return_audio")) or task == "s2s":
             codes = self.model.generate_speech(hidden, max_steps=50 * 20)
@@ -100,8 +111,9 @@ class NexusOPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         rows = model_input.to_dict(orient="records")
-        return pd.DataFrame([self._one({k: (None if _isna(v) else v) for k, v in r.items()}) for r in rows],
-                            columns=["text", "audio"])
+        return pd.DataFrame(
+            [self._one({k: (None if _isna(v) else v) for k, v in r.items()}) for r in rows], columns=["text", "audio"]
+        )
 
 
 def _isna(v: Any) -> bool:

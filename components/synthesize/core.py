@@ -38,7 +38,9 @@ class EspeakBackend:
         voice, pitch, rate = speaker.split(":")
         proc = subprocess.run(
             ["espeak-ng", "-v", voice, "-p", pitch[1:], "-s", rate[1:], "--stdout", text],
-            capture_output=True, timeout=120, check=False,
+            capture_output=True,
+            timeout=120,
+            check=False,
         )
         if proc.returncode != 0 or not proc.stdout:
             raise RuntimeError(f"espeak-ng failed (rc={proc.returncode}): {proc.stderr.decode(errors='replace')[:200]}")
@@ -73,8 +75,13 @@ def synthesize_one(rec: TextRecord, out_dir: Path, cfg: SynthesizeConfig, seed: 
     path = out_dir / rel
     if path.exists():  # resume: a WAV is only renamed into place once complete
         info = sf.info(str(path))
-        return Utterance(**asdict(rec), audio_path=rel, duration_s=round(info.frames / info.samplerate, 4),
-                         sample_rate=info.samplerate, speaker=speaker)
+        return Utterance(
+            **asdict(rec),
+            audio_path=rel,
+            duration_s=round(info.frames / info.samplerate, 4),
+            sample_rate=info.samplerate,
+            speaker=speaker,
+        )
     wav = backend.synthesize(rec.text, rec.lang, speaker, cfg.sample_rate)
     if wav.size == 0 or not np.isfinite(wav).all():
         raise RuntimeError("backend returned empty or non-finite audio")
@@ -82,8 +89,13 @@ def synthesize_one(rec: TextRecord, out_dir: Path, cfg: SynthesizeConfig, seed: 
     tmp = path.with_suffix(".tmp.wav")
     sf.write(str(tmp), wav, cfg.sample_rate, subtype="PCM_16")
     tmp.replace(path)
-    return Utterance(**asdict(rec), audio_path=rel, duration_s=round(len(wav) / cfg.sample_rate, 4),
-                     sample_rate=cfg.sample_rate, speaker=speaker)
+    return Utterance(
+        **asdict(rec),
+        audio_path=rel,
+        duration_s=round(len(wav) / cfg.sample_rate, 4),
+        sample_rate=cfg.sample_rate,
+        speaker=speaker,
+    )
 
 
 def synthesize_records(
@@ -113,7 +125,9 @@ def run(ctx: StepContext) -> StepResult:
     hours = sum(u.duration_s for u in utts) / 3600
     speakers = len({u.speaker for u in utts})
     return StepResult(
-        kind="manifest", rows=n, files={"manifest": "manifest.jsonl.gz", "quarantine": "quarantine.jsonl.gz"},
+        kind="manifest",
+        rows=n,
+        files={"manifest": "manifest.jsonl.gz", "quarantine": "quarantine.jsonl.gz"},
         metrics={"utterances": n, "quarantined": len(bad), "audio_hours": hours, "speakers_used": speakers},
         headline=("utterances",),
         summary=f"{n} utterances ({hours * 60:.1f} min, {speakers} speakers), {len(bad)} quarantined",

@@ -59,8 +59,14 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
     samples = stage_samples(proc, data.path(), rows, list(cfg.tasks))
     ctx.log(f"stage {stage}: {len(samples)} samples, {trainable:,} trainable / {frozen:,} frozen parameters")
     report = train_stage(
-        model, proc, samples, cfg, ctx.profile.train.deepspeed, ctx.profile.train.seed + stage,
-        ctx.out_dir / "ds_state", lambda k, v, s: mlflow.log_metric(k, v, step=s),
+        model,
+        proc,
+        samples,
+        cfg,
+        ctx.profile.train.deepspeed,
+        ctx.profile.train.seed + stage,
+        ctx.out_dir / "ds_state",
+        lambda k, v, s: mlflow.log_metric(k, v, step=s),
         save_every=max(1, cfg.steps // 2),
     )
     model.train(False)
@@ -80,8 +86,12 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
         f"stage{stage}_frozen_unchanged": float(frozen_ok),
     }
     return StepResult(
-        kind="checkpoint", rows=len(samples), files={"checkpoint": "checkpoint"}, md5=md5_dir(export),
-        metrics=metrics, headline=(f"stage{stage}_loss_final",),
+        kind="checkpoint",
+        rows=len(samples),
+        files={"checkpoint": "checkpoint"},
+        md5=md5_dir(export),
+        metrics=metrics,
+        headline=(f"stage{stage}_loss_final",),
         summary=f"stage {stage}: loss {metrics[f'stage{stage}_loss_first']:.3f} -> "
         f"{metrics[f'stage{stage}_loss_final']:.3f} over {len(losses)} steps (resumed at {report.resumed_from_step})",
     )

@@ -36,8 +36,14 @@ def stage_samples(proc: NexusOProcessor, dataset_dir: Path, rows: list[Utterance
             samples.append(proc.encode("tts", text=u.text, response=u.text, codes=codec.encode(wav)))  # type: ignore[arg-type]
         elif u.task in tasks and u.task != "tts":
             wav = load_audio(dataset_dir, u)
-            samples.append(proc.encode(u.task, audio=wav, response=u.target,  # type: ignore[arg-type]
-                                       target_lang=u.extra.get("target_lang")))
+            samples.append(
+                proc.encode(
+                    u.task,
+                    audio=wav,
+                    response=u.target,  # type: ignore[arg-type]
+                    target_lang=u.extra.get("target_lang"),
+                )
+            )
     return samples
 
 

@@ -1,9 +1,9 @@
 """The paper's freeze policy (figure 4), as parameter-name prefixes of NexusOForConditionalGeneration.
 
-    stage 1 audio alignment: audio encoder + audio adapter train; LLM, LM head, vision frozen
-            (the 7B profile also trains the new audio special-token embedding rows - issue 5)
-    stage 2 audio SFT:       audio adapter, vision adapter (merger), LLM and LM head train; encoders frozen
-    stage 3 audio output:    only the AR audio decoder trains
+stage 1 audio alignment: audio encoder + audio adapter train; LLM, LM head, vision frozen
+        (the 7B profile also trains the new audio special-token embedding rows - issue 5)
+stage 2 audio SFT:       audio adapter, vision adapter (merger), LLM and LM head train; encoders frozen
+stage 3 audio output:    only the AR audio decoder trains
 """
 
 from __future__ import annotations

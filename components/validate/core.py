@@ -69,8 +69,9 @@ def run_suite(df: pd.DataFrame, cfg: ValidateConfig) -> dict[str, Any]:
         gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
         gxe.ExpectColumnValuesToBeInSet(column="task", value_set=list(TASKS)),
         gxe.ExpectColumnValuesToBeInSet(column="sample_rate", value_set=[16000]),
-        gxe.ExpectColumnValuesToBeBetween(column="duration_s", min_value=cfg.min_duration_s,
-                                          max_value=cfg.max_duration_s),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="duration_s", min_value=cfg.min_duration_s, max_value=cfg.max_duration_s
+        ),
         gxe.ExpectColumnValuesToBeInSet(column="audio_ok", value_set=[True]),
         gxe.ExpectColumnValuesToBeBetween(column="audio_duration_delta_s", min_value=0, max_value=0.01),
     ):
@@ -83,12 +84,16 @@ def run_suite(df: pd.DataFrame, cfg: ValidateConfig) -> dict[str, Any]:
         kwargs = {k: v for k, v in (cfg_.kwargs or {}).items() if k != "batch_id"}
         res = r.result or {}
         bad_idx = res.get("partial_unexpected_index_list") or []
-        out["expectations"].append({
-            "type": cfg_.type, "kwargs": kwargs, "success": bool(r.success),
-            "unexpected_count": res.get("unexpected_count"),
-            "examples": [str(v) for v in (res.get("partial_unexpected_list") or [])[:5]],
-            "example_ids": [str(df.iloc[i]["id"]) for i in bad_idx[:5] if isinstance(i, int) and i < len(df)],
-        })
+        out["expectations"].append(
+            {
+                "type": cfg_.type,
+                "kwargs": kwargs,
+                "success": bool(r.success),
+                "unexpected_count": res.get("unexpected_count"),
+                "examples": [str(v) for v in (res.get("partial_unexpected_list") or [])[:5]],
+                "example_ids": [str(df.iloc[i]["id"]) for i in bad_idx[:5] if isinstance(i, int) and i < len(df)],
+            }
+        )
     return out
 
 
@@ -110,16 +115,25 @@ def validate_manifest(manifest: Path, cfg: ValidateConfig, out_dir: Path) -> dic
     problems = df.apply(lambda r: row_problem(r, cfg), axis=1)
     bad = df[problems.notna()]
     kept = df[problems.isna()].reset_index(drop=True)
-    quarantine = [{**{k: r[k] for k in ("id", "text", "lang", "audio_path", "duration_s")}, "reason": problems[i]}
-                  for i, r in bad.iterrows()]
+    quarantine = [
+        {**{k: r[k] for k in ("id", "text", "lang", "audio_path", "duration_s")}, "reason": problems[i]}
+        for i, r in bad.iterrows()
+    ]
     report_path = out_dir / "validation.json"
     report = run_suite(kept, cfg)
     report["rows_in"], report["rows_kept"], report["rows_quarantined"] = len(df), len(kept), len(bad)
     if len(bad) > cfg.max_quarantine_fraction * len(df):
         report["success"] = False
-        report["expectations"].append({"type": "max_quarantine_fraction", "success": False, "kwargs": {
-            "max": cfg.max_quarantine_fraction}, "unexpected_count": len(bad),
-            "examples": [q["reason"] for q in quarantine[:5]], "example_ids": [q["id"] for q in quarantine[:5]]})
+        report["expectations"].append(
+            {
+                "type": "max_quarantine_fraction",
+                "success": False,
+                "kwargs": {"max": cfg.max_quarantine_fraction},
+                "unexpected_count": len(bad),
+                "examples": [q["reason"] for q in quarantine[:5]],
+                "example_ids": [q["id"] for q in quarantine[:5]],
+            }
+        )
     report_path.write_text(json.dumps(report, indent=2, default=str))
     if not report["success"]:
         failed = [e for e in report["expectations"] if not e["success"]]
@@ -128,7 +142,8 @@ def validate_manifest(manifest: Path, cfg: ValidateConfig, out_dir: Path) -> dic
             for e in failed
         ]
         raise DataValidationError(
-            f"{manifest}: {len(failed)} expectation(s) failed (report {report_path}):\n" + "\n".join(lines)
+            f"{manifest}: {len(failed)} expectation(s) failed (report {report_path}):\n"
+            + "\n".join(lines)
             + "\nFix the producing step or the data; nothing downstream runs on an invalid dataset."
         )
     utts = read_records(manifest, Utterance)
@@ -146,7 +161,8 @@ def run(ctx: StepContext) -> StepResult:
         audio.symlink_to(src.path() / "audio", target_is_directory=True)
     n_exp = len(report["expectations"])
     return StepResult(
-        kind="manifest", rows=report["rows_kept"],
+        kind="manifest",
+        rows=report["rows_kept"],
         files={"manifest": "manifest.jsonl.gz", "quarantine": "quarantine.jsonl.gz", "report": "validation.json"},
         metrics={"expectations": n_exp, "rows_quarantined": report["rows_quarantined"]},
         summary=f"{n_exp}/{n_exp} expectations passed; {report['rows_kept']} kept + "

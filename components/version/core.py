@@ -76,5 +76,11 @@ def run(ctx: StepContext) -> StepResult:
     cfg = ctx.profile.version
     path, md5 = publish(src, ctx.profile.name, cfg.dataset_name, cfg.remote)
     shutil.copy2(path.parent / f"{cfg.dataset_name}.dvc", ctx.out_dir / f"{cfg.dataset_name}.dvc")
-    return StepResult(kind="dataset", rows=src.rows, files=src.files, uri=str(path), md5=md5,
-                      summary=f"{path.relative_to(PROJECT_ROOT)} @ {md5} pushed to DVC remote {cfg.remote!r}")
+    return StepResult(
+        kind="dataset",
+        rows=src.rows,
+        files=src.files,
+        uri=str(path),
+        md5=md5,
+        summary=f"{path.relative_to(PROJECT_ROOT)} @ {md5} pushed to DVC remote {cfg.remote!r}",
+    )
