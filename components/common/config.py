@@ -166,11 +166,6 @@ class Profile(_Strict):
         """The fully resolved config as plain JSON-able data (YAML key names)."""
         return self.model_dump(mode="json", by_alias=True)
 
-    def section(self, name: str) -> dict[str, Any]:
-        """One top-level section by its YAML name (e.g. `validate`, `train`)."""
-        value = self.resolved()[name]
-        return dict(value) if isinstance(value, dict) else {name: value}
-
     def config_hash(self) -> str:
         return hash_json(self.resolved())
 

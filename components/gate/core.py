@@ -15,28 +15,11 @@ from components.common.step import StepContext, StepResult
 
 def decide(metrics: dict[str, float], cfg: GateConfig) -> dict[str, Any]:
     checks = []
-    for name, limit in cfg.max_metrics.items():
-        value = metrics.get(name)
-        checks.append(
-            {
-                "metric": name,
-                "op": "<=",
-                "threshold": limit,
-                "value": value,
-                "passed": value is not None and value <= limit,
-            }
-        )
-    for name, limit in cfg.min_metrics.items():
-        value = metrics.get(name)
-        checks.append(
-            {
-                "metric": name,
-                "op": ">=",
-                "threshold": limit,
-                "value": value,
-                "passed": value is not None and value >= limit,
-            }
-        )
+    for op, limits in (("<=", cfg.max_metrics), (">=", cfg.min_metrics)):
+        for name, limit in limits.items():
+            value = metrics.get(name)
+            ok = value is not None and (value <= limit if op == "<=" else value >= limit)
+            checks.append({"metric": name, "op": op, "threshold": limit, "value": value, "passed": ok})
     failed = [c for c in checks if not c["passed"]]
     reasons = [
         f"{c['metric']}={c['value']} not {c['op']} {c['threshold']}"
@@ -61,9 +44,3 @@ def run(ctx: StepContext) -> StepResult:
         headline=("gate_passed",),
         summary=verdict,
     )
-
-
-def passed(ref_json: str) -> bool:
-    from components.common.manifest import DatasetRef
-
-    return bool(json.loads(DatasetRef.from_json(ref_json).path("decision").read_text())["passed"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from pathlib import Path
 
 import torch
 
@@ -107,7 +106,3 @@ def run_stage2(ctx: StepContext) -> StepResult:
 
 def run_stage3(ctx: StepContext) -> StepResult:
     return run_stage(ctx, 3)
-
-
-def checkpoint_dir(ref_uri: str) -> Path:
-    return Path(ref_uri) / "checkpoint"
