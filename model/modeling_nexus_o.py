@@ -146,7 +146,7 @@ class ARAudioDecoder(nn.Module):
     ) -> torch.Tensor:
         """Masked CE over the delayed codebooks. codes [B, K, T] (padded), code_lengths [B]."""
         cfg = self.config
-        b, k, t = codes.shape
+        t = codes.shape[-1]
         steps = torch.arange(t + 1, device=codes.device)[None, None, :]
         full = F.pad(codes, (0, 1), value=cfg.special_id)  # [B, K, T + 1]: room for EOS
         full = torch.where(steps == code_lengths[:, None, None], torch.full_like(full, cfg.eos_id), full)
@@ -204,7 +204,7 @@ class NexusOForConditionalGeneration(nn.Module):
         self.backbone = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**config.backbone))
         wcfg = WhisperConfig(**config.audio_encoder)
         self.audio_encoder = AudioEncoder(wcfg)
-        llm_hidden = self.backbone.config.text_config.hidden_size
+        llm_hidden = int(config.backbone["text_config"]["hidden_size"])
         self.audio_adapter = AudioAdapter(wcfg.d_model, config.adapter_hidden, llm_hidden, config.adapter_stack)
         self.audio_decoder = ARAudioDecoder(config.audio_decoder, llm_hidden)
 

@@ -168,13 +168,13 @@ class NexusOProcessor:
         if images:
             batch["pixel_values"] = torch.cat([s.pixel_values for s in images])  # type: ignore[misc]
             batch["image_grid_thw"] = torch.cat([s.image_grid_thw for s in images])  # type: ignore[misc]
-        codes = [s.codes for s in samples]
-        if any(c is not None for c in codes):
-            if any(c is None for c in codes):
+        codes = [s.codes for s in samples if s.codes is not None]
+        if codes:
+            if len(codes) != len(samples):
                 raise ValueError("a batch mixes samples with and without response audio codes")
-            t_max = max(c.shape[1] for c in codes)  # type: ignore[union-attr]
-            batch["audio_codes"] = torch.tensor(np.stack([np.pad(c, ((0, 0), (0, t_max - c.shape[1]))) for c in codes]))  # type: ignore[union-attr]
-            batch["audio_code_lengths"] = torch.tensor([c.shape[1] for c in codes])  # type: ignore[union-attr]
+            t_max = max(c.shape[1] for c in codes)
+            batch["audio_codes"] = torch.tensor(np.stack([np.pad(c, ((0, 0), (0, t_max - c.shape[1]))) for c in codes]))
+            batch["audio_code_lengths"] = torch.tensor([c.shape[1] for c in codes])
         return batch
 
     def decode(self, ids: list[int]) -> str:

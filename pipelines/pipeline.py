@@ -1,4 +1,6 @@
-"""The Kubeflow pipeline (no `from __future__ import annotations`: KFP reads real annotations), built from the stage registry (components/common/registry.py).
+"""The Kubeflow pipeline, built from the stage registry (components/common/registry.py).
+
+No `from __future__ import annotations` here: KFP reads the pipeline function's real annotations.
 
     open_run -> ingest -> filter -> synthesize -> validate -> version -> train_stage1 -> train_stage2
              -> train_stage3 -> evaluate -> gate -> register (only if the gate passed)  (exit: close_run)

@@ -61,17 +61,21 @@ def run(ctx: StepContext) -> StepResult:
     if not rows:
         raise ValueError(f"{data.uri}: no English ASR rows in the test split to evaluate")
     whisper = whisper_tiny_model() if cfg.baseline_whisper else None
-    preds = []
+    refs, hyps, base = [], [], []
     for u in rows:
         wav = load_audio(data.path(), u)
-        hyp = transcribe_nexus(model, proc, wav, cfg.max_new_tokens)  # type: ignore[arg-type]
-        base = transcribe_whisper(whisper, wav) if whisper is not None else None  # type: ignore[arg-type]
-        preds.append({"id": u.id, "source": u.source, "reference": u.text, "nexus_o": hyp, "whisper_tiny": base})
+        refs.append(u.text)
+        hyps.append(transcribe_nexus(model, proc, wav, cfg.max_new_tokens))
+        if whisper is not None:
+            base.append(transcribe_whisper(whisper, wav))
+    preds = [
+        {"id": u.id, "source": u.source, "reference": r, "nexus_o": h, "whisper_tiny": base[i] if base else None}
+        for i, (u, r, h) in enumerate(zip(rows, refs, hyps, strict=True))
+    ]
     write_jsonl(ctx.out_dir / "predictions.jsonl.gz", preds)
-    refs = [p["reference"] for p in preds]
-    metrics = {"asr_en_wer": wer_en(refs, [p["nexus_o"] for p in preds]), "eval_items": float(len(preds))}
+    metrics = {"asr_en_wer": wer_en(refs, hyps), "eval_items": float(len(preds))}
     if whisper is not None:
-        metrics["asr_en_wer_whisper_tiny"] = wer_en(refs, [p["whisper_tiny"] for p in preds])
+        metrics["asr_en_wer_whisper_tiny"] = wer_en(refs, base)
     ctx.log(f"harness {HARNESS_VERSION}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
     return StepResult(
         kind="evaluation",

@@ -155,7 +155,11 @@ def run(ctx: StepContext) -> StepResult:
     src = ctx.inputs["texts"].path("texts")
     counts = filter_jsonl(src, ctx.out_dir / "texts.jsonl.gz", ctx.out_dir / "rejected.jsonl.gz", ctx.profile.filter)
     ctx.log(counts.summary())
-    metrics = {"filter_in": counts.total, "filter_kept": counts.kept, "filter_rejected": counts.rejected_total}
+    metrics: dict[str, float] = {
+        "filter_in": counts.total,
+        "filter_kept": counts.kept,
+        "filter_rejected": counts.rejected_total,
+    }
     metrics |= {f"filter_rejected_{k}": v for k, v in counts.rejected.items()}
     return StepResult(
         kind="texts",

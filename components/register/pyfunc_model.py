@@ -17,6 +17,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 TASKS = ("asr", "s2tt", "chat", "vqa", "tts", "s2s")
 
@@ -51,7 +52,7 @@ def _wav_b64(wav: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-class NexusOPyfunc(mlflow.pyfunc.PythonModel):
+class NexusOPyfunc(PythonModel):
     def load_context(self, context: Any) -> None:
         from pathlib import Path
 

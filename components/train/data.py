@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 
 from components.common.manifest import Utterance, read_records
@@ -19,7 +20,7 @@ def load_rows(dataset_dir: Path, manifest: str, split: str) -> list[Utterance]:
     return [u for u in read_records(dataset_dir / manifest, Utterance) if u.split == split]
 
 
-def load_audio(dataset_dir: Path, utt: Utterance) -> object:
+def load_audio(dataset_dir: Path, utt: Utterance) -> np.ndarray:
     wav, sr = sf.read(str(dataset_dir / utt.audio_path), dtype="float32")
     if sr != 16000:
         raise ValueError(f"{utt.audio_path}: sample rate {sr}, expected 16000 (rerun synthesize/validate)")
@@ -33,14 +34,14 @@ def stage_samples(proc: NexusOProcessor, dataset_dir: Path, rows: list[Utterance
         if "tts" in tasks and u.task == "asr" and u.lang == "en":
             assert codec is not None
             wav = load_audio(dataset_dir, u)
-            samples.append(proc.encode("tts", text=u.text, response=u.text, codes=codec.encode(wav)))  # type: ignore[arg-type]
+            samples.append(proc.encode("tts", text=u.text, response=u.text, codes=codec.encode(wav)))
         elif u.task in tasks and u.task != "tts":
             wav = load_audio(dataset_dir, u)
             samples.append(
                 proc.encode(
                     u.task,
                     audio=wav,
-                    response=u.target,  # type: ignore[arg-type]
+                    response=u.target,
                     target_lang=u.extra.get("target_lang"),
                 )
             )

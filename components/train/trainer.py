@@ -97,7 +97,7 @@ def train_stage(
     ds: DeepSpeedConfig,
     seed: int,
     state_dir: Path,
-    log_metric: Callable[[str, float, int], None],
+    log_metric: Callable[[str, float, int], object],
     save_every: int = 0,
 ) -> TrainReport:
     """Train the parameters that have requires_grad for `stage.steps` optimizer steps."""

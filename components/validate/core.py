@@ -81,6 +81,8 @@ def run_suite(df: pd.DataFrame, cfg: ValidateConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"success": bool(result.success), "expectations": []}
     for r in result.results:
         cfg_ = r.expectation_config
+        if cfg_ is None:
+            raise RuntimeError("Great Expectations returned a result without its expectation configuration")
         kwargs = {k: v for k, v in (cfg_.kwargs or {}).items() if k != "batch_id"}
         res = r.result or {}
         bad_idx = res.get("partial_unexpected_index_list") or []
