@@ -71,3 +71,38 @@ def test_one_deepspeed_step_per_stage(stage: int, tmp_path, tiny_model, processo
     assert len(report.losses) == 2 and all(torch.isfinite(torch.tensor(report.losses)))
     assert params_digest(tiny_model, trainable=False) == frozen
     assert params_digest(tiny_model, trainable=True) != trainable
+
+
+def test_training_resumes_from_its_own_state(tmp_path, tiny_model, processor, speech) -> None:  # type: ignore[no-untyped-def]
+    """A run that saved DeepSpeed state at step 1 and then 'crashed' resumes there instead of restarting."""
+    from model.builders import build_model
+
+    apply_freeze_policy(tiny_model, 1)
+    cfg = StageConfig(steps=2, batch_size=1, lr=1e-3, warmup_steps=0, tasks=["asr"])
+    state = tmp_path / "ds"
+    first = train_stage(
+        tiny_model,
+        processor,
+        _batch(1, processor, speech),
+        cfg,
+        DeepSpeedConfig(),
+        0,
+        state,
+        lambda k, v, s: None,
+        save_every=1,
+    )
+    assert first.resumed_from_step == 0 and (state / "latest").exists()
+    fresh = build_model("tiny", len(processor.tokenizer))
+    apply_freeze_policy(fresh, 1)
+    second = train_stage(
+        fresh,
+        processor,
+        _batch(1, processor, speech),
+        cfg,
+        DeepSpeedConfig(),
+        0,
+        state,
+        lambda k, v, s: None,
+        save_every=1,
+    )
+    assert second.resumed_from_step == 1 and len(second.losses) == 1
