@@ -81,3 +81,47 @@ def test_failing_gate_registers_nothing(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     assert "gate failed, nothing registered: asr_en_wer=" in res.stdout + res.stderr
     assert "registered model: none" in res.stdout
+
+
+def test_failing_step_fails_the_run_and_marks_the_parent(tmp_path: Path) -> None:
+    """Validation rejects the dataset: the CLI exits non-zero, the exit handler marks the MLflow parent FAILED,
+    and no later step ran."""
+    import mlflow
+
+    home = tmp_path / "nexus"
+    env = {**os.environ, "NEXUS_HOME": str(home), "COLUMNS": "200"}
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "run",
+            "--profile",
+            "tiny",
+            "--no-write-dvc-lock",
+            "--overrides",
+            json.dumps({"validate": {"min_rows": 100000}}),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert res.returncode == 1, res.stdout[-3000:]
+    assert "expect_table_row_count_to_be_between" in res.stdout + res.stderr
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    parents = mlflow.search_runs(
+        experiment_names=["nexus-o"], filter_string="tags.`nexus.kind` = 'pipeline'", output_format="list"
+    )
+    assert len(parents) == 1
+    assert parents[0].info.status == "FAILED" and parents[0].data.tags["nexus.final_state"] == "FAILED"
+    steps = {
+        r.info.run_name
+        for r in mlflow.search_runs(
+            experiment_names=["nexus-o"],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'",
+            output_format="list",
+        )
+    }
+    assert "validate" in steps and "train_stage1" not in steps
