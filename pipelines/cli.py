@@ -142,18 +142,31 @@ def step(
 ) -> None:
     """Run one step, reading its inputs from the published references (data/<profile>/refs/)."""
     set_offline_env()
-    from components.common.registry import get_step
-    from components.common.step import ref_file, run_step
+    from components.common.registry import StepSpec, get_step
+    from components.common.step import fan_out_items, ref_file, run_step
 
     spec = get_step(name)
+    job = job_id or f"cli-{int(time.time())}"
+
+    def published(step_name: str) -> str:
+        path = ref_file(profile, step_name)
+        if not path.exists():
+            console.print(f"[red]{path} missing[/]: run step {step_name!r} first (or `nexus-o run`)")
+            raise typer.Exit(2)
+        return path.read_text().strip()
+
+    def run_fan_out(fan: StepSpec) -> list[str]:  # every item of a fan-out step, each cached on its own
+        ((arg, src),) = fan.inputs.items()
+        return [run_step(fan.name, profile, overrides, job, {arg: item}) for item in fan_out_items(fan, published(src))]
+
+    if spec.items is not None:
+        for ref in run_fan_out(spec):
+            console.print(ref)
+        return
     inputs = {}
     for arg, src in spec.inputs.items():
-        path = ref_file(profile, src)
-        if not path.exists():
-            console.print(f"[red]{path} missing[/]: run step {src!r} first (or `nexus-o run`)")
-            raise typer.Exit(2)
-        inputs[arg] = path.read_text().strip()
-    console.print(run_step(name, profile, overrides, job_id or f"cli-{int(time.time())}", inputs))
+        inputs[arg] = json.dumps(run_fan_out(get_step(src))) if arg in spec.collect else published(src)
+    console.print(run_step(name, profile, overrides, job, inputs))
 
 
 @data_app.command("filter")

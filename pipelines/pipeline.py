@@ -2,7 +2,8 @@
 
 No `from __future__ import annotations` here: KFP reads the pipeline function's real annotations.
 
-    open_run -> ingest -> filter -> synthesize -> validate -> version -> train_stage1 -> train_stage2
+    open_run -> ingest -> filter -> synthesize_plan -> ParallelFor(synthesize_shard) -> synthesize (merge)
+             -> validate -> version -> train_stage1 -> train_stage2
              -> train_stage3 -> evaluate -> gate -> register (only if the gate passed)  (exit: close_run)
 
 Locally `nexus-o run` executes it with kfp.local (SubprocessRunner, use_venv=False); `nexus-o compile`
@@ -26,7 +27,7 @@ def _components() -> dict[str, Any]:
     from components.gate.component import gate
     from components.ingest.component import ingest
     from components.register.component import register
-    from components.synthesize.component import synthesize
+    from components.synthesize.component import synthesize, synthesize_plan, synthesize_shard
     from components.train.component import train_stage1, train_stage2, train_stage3
     from components.validate.component import validate
     from components.version.component import version
@@ -34,6 +35,8 @@ def _components() -> dict[str, Any]:
     return {
         "ingest": ingest,
         "filter": filter_,
+        "synthesize_plan": synthesize_plan,
+        "synthesize_shard": synthesize_shard,
         "synthesize": synthesize,
         "validate": validate,
         "version": version,
@@ -87,34 +90,27 @@ def build_pipeline(prof: Profile, cluster: bool = False) -> Any:
         with dsl.ExitHandler(closer, name="nexus-o-run"):
             opened = open_run(profile=profile, overrides=overrides, job_id=job).set_caching_options(False)
             outs: dict[str, Any] = {}
-            tasks: dict[str, Any] = {}
             for name in STEP_NAMES:
-                if name == "register":
-                    continue
                 spec = specs[name]
-                task = comps[name](
-                    profile=profile,
-                    overrides=overrides,
-                    job_id=job,
-                    **{arg: outs[src] for arg, src in spec.inputs.items()},
-                )
+                args = {
+                    arg: dsl.Collected(outs[src]) if arg in spec.collect else outs[src]
+                    for arg, src in spec.inputs.items()
+                }
+                if spec.items is not None:  # fan-out: one task per item of the producing step's list
+                    ((arg, src),) = spec.inputs.items()
+                    with dsl.ParallelFor(outs[src], parallelism=prof.cluster.max_parallel_shards) as item:
+                        task = comps[name](profile=profile, overrides=overrides, job_id=job, **{arg: item})
+                else:
+                    task = comps[name](profile=profile, overrides=overrides, job_id=job, **args)
                 task.set_caching_options(False).set_display_name(name)
                 if not spec.inputs:
                     task.after(opened)
                 if cluster:
                     apply_cluster_settings(task, spec.resources, prof)
-                tasks[name] = task
                 outs[name] = task.output
-            # The register step reads the gate's decision and registers nothing when it failed. (A `dsl.If`
-            # on the gate's output inside the ExitHandler is not resolved by kfp.local 2.17: the
-            # condition's input is looked up in the wrong scope and the step is silently skipped.)
-            spec = specs["register"]
-            reg = comps["register"](
-                profile=profile, overrides=overrides, job_id=job, **{arg: outs[src] for arg, src in spec.inputs.items()}
-            )
-            reg.set_caching_options(False).set_display_name("register")
-            if cluster:
-                apply_cluster_settings(reg, spec.resources, prof)
+            # `register` reads the gate's decision and registers nothing when it failed. (A `dsl.If` on the
+            # gate's output inside the ExitHandler is not resolved by kfp.local 2.17: the condition's input is
+            # looked up in the wrong scope and the branch is silently skipped.)
 
     return nexus_o
 

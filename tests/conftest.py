@@ -42,10 +42,10 @@ def processor(tokenizer):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def speech():  # type: ignore[no-untyped-def]
     """Two real espeak-ng utterances at 16 kHz."""
-    from components.synthesize.core import EspeakBackend
+    from components.synthesize.core import EspeakBackend, parse_speaker
 
     b = EspeakBackend()
     return [
-        b.synthesize("three seven one nine", "en", "en-us:p50:s170", 16000),
-        b.synthesize("what is two plus five", "en", "en-gb:p40:s150", 16000),
+        b.synthesize("three seven one nine", "en", parse_speaker("en-us:p50:s170"), 16000),
+        b.synthesize("what is two plus five", "en", parse_speaker("en-gb:p40:s150"), 16000),
     ]

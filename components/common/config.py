@@ -33,6 +33,11 @@ class MicroWorldConfig(_Strict):
     digit_strings: int = Field(20, ge=0)
     arithmetic: int = Field(15, ge=0)
     number_translation: int = Field(10, ge=0)
+    phrase_translation: int = Field(0, ge=0)
+    emotion: int = Field(0, ge=0)
+    instructions: int = Field(0, ge=0)
+    tts: int = Field(0, ge=0)
+    s2s_fraction: float = Field(0.3, ge=0, le=1, description="share of chat-style items rendered as s2s")
 
 
 class IngestConfig(_Strict):
@@ -58,11 +63,58 @@ class FilterConfig(_Strict):
     max_non_text_ratio: float = Field(0.2, ge=0, le=1)
 
 
+class ProsodyConfig(_Strict):
+    """How an emotion label is rendered: pitch offset, rate factor, amplitude (espeak-ng -a, 0..200)."""
+
+    pitch_offset: int = Field(0, ge=-50, le=50)
+    rate_factor: float = Field(1.0, gt=0.3, lt=3.0)
+    amplitude: int = Field(100, ge=10, le=200)
+
+
+class NoiseConfig(_Strict):
+    """Environmental-noise augmentation of input speech (generated coloured noise) at a random SNR."""
+
+    enabled: bool = False
+    fraction: float = Field(0.3, ge=0, le=1)
+    snr_db_min: float = 5.0
+    snr_db_max: float = 30.0
+    kinds: list[Literal["white", "pink", "brown"]] = ["white", "pink", "brown"]
+
+    @model_validator(mode="after")
+    def _range(self) -> NoiseConfig:
+        if self.snr_db_min > self.snr_db_max:
+            raise ValueError("snr_db_min must be <= snr_db_max")
+        return self
+
+
 class SynthesizeConfig(_Strict):
-    voices_en: list[str] = ["en-us", "en-gb", "en-us+f3", "en-us+m3"]
-    voices_zh: list[str] = ["cmn", "cmn+f3"]
-    pitches: list[int] = [35, 50, 65]
-    rates: list[int] = [150, 170, 190]
+    backend: Literal["espeak"] = "espeak"
+    voices_en: list[str] = [
+        "en-us",
+        "en-gb",
+        "en-gb-scotland",
+        "en-gb-x-gbclan",
+        "en-gb-x-rp",
+        "en-gb-x-gbcwmd",
+        "en-029",
+        "en-us-nyc",
+    ]
+    voices_zh: list[str] = ["cmn"]
+    variants: list[str] = Field(["all"], description='espeak-ng variants, or ["all"]; "" is the plain voice')
+    pitches: list[int] = [30, 40, 50, 60, 70]
+    rates: list[int] = [140, 160, 180, 200]
+    assistant_en: str = Field("en-us+f3:p55:s170", description="voice of spoken answers (s2s) in English")
+    assistant_zh: str = Field("cmn+f3:p55:s170", description="voice of spoken answers (s2s) in Chinese")
+    emotions: dict[str, ProsodyConfig] = {
+        "neutral": ProsodyConfig(),
+        "happy": ProsodyConfig(pitch_offset=15, rate_factor=1.1, amplitude=130),
+        "sad": ProsodyConfig(pitch_offset=-15, rate_factor=0.8, amplitude=70),
+        "angry": ProsodyConfig(pitch_offset=5, rate_factor=1.2, amplitude=170),
+        "surprised": ProsodyConfig(pitch_offset=25, rate_factor=1.0, amplitude=140),
+    }
+    caption_fraction: float = Field(0.2, ge=0, le=1, description="share of asr utterances also used for caption")
+    noise: NoiseConfig = NoiseConfig()
+    shard_size: int = Field(1000, ge=1)
     sample_rate: Literal[16000] = 16000
     workers: int = Field(2, ge=1)
 
@@ -72,6 +124,9 @@ class ValidateConfig(_Strict):
     min_duration_s: float = Field(0.2, gt=0)
     max_duration_s: float = Field(30.0, gt=0)
     max_quarantine_fraction: float = Field(0.2, ge=0, le=1)
+    max_en_words: int = Field(200, gt=0, description="text length bound per language (after the filter)")
+    max_zh_chars: int = Field(200, gt=0)
+    duration_check_sample: int = Field(2000, ge=1, description="rows whose real audio duration is measured")
 
 
 class VersionConfig(_Strict):
@@ -96,15 +151,15 @@ class StageConfig(_Strict):
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(2, ge=0)
-    tasks: list[Literal["asr", "s2tt", "chat", "tts", "s2s"]]
+    tasks: list[Literal["asr", "s2tt", "chat", "tts", "s2s", "caption", "emotion"]]
 
 
 class TrainConfig(_Strict):
     seed: int = 1234
     deepspeed: DeepSpeedConfig = DeepSpeedConfig()
-    stage1: StageConfig = StageConfig(tasks=["asr", "s2tt", "chat"])
-    stage2: StageConfig = StageConfig(tasks=["asr", "s2tt", "chat"])
-    stage3: StageConfig = StageConfig(tasks=["tts"])
+    stage1: StageConfig = StageConfig(tasks=["asr", "s2tt", "chat", "caption", "emotion"])
+    stage2: StageConfig = StageConfig(tasks=["chat", "asr", "s2tt"])
+    stage3: StageConfig = StageConfig(tasks=["tts", "s2s"])
 
 
 class EvaluateConfig(_Strict):
@@ -132,6 +187,7 @@ class ClusterConfig(_Strict):
     accelerator_type: str = "nvidia.com/gpu"
     gpus_per_train_step: int = Field(1, ge=0)
     gpus_per_eval_step: int = Field(1, ge=0)
+    max_parallel_shards: int = Field(16, ge=1, description="dsl.ParallelFor parallelism over synthesis shards")
     node_selector: dict[str, str] = {}
     tolerations: list[dict[str, str]] = []
     secret_name: str = "nexus-o-secrets"

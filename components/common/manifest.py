@@ -1,14 +1,17 @@
 """The data contract: typed records in gzipped JSONL, and the small dataset references steps exchange.
 
-Schema version 1 (docs/architecture.md#manifests):
+Schema version 2 (docs/architecture.md#manifests); v1 rows still read (new fields have defaults):
 
 TextRecord (ingest/filter output, `texts.jsonl.gz`)
-    id, text, lang ("en"|"zh"), source, split ("train"|"validation"|"test"), task, target
+    id, text, lang ("en"|"zh"), source, split ("train"|"validation"|"test"), task, target, extra
 Utterance (synthesize output, `manifest.jsonl.gz`): a TextRecord plus
-    audio_path (relative to the manifest's folder), duration_s, sample_rate, speaker
+    audio_path (relative to the manifest's folder), duration_s, sample_rate, speaker,
+    response_audio_path (s2s: the spoken answer; else None)
 
-`task` is one of TASKS; `text` is what is spoken (or, for tts, what is to be spoken) and `target` the
-assistant's answer (== text for asr/tts). Bad rows raise `ManifestError` naming file and line.
+`task` is one of TASKS; `text` is what is spoken (for tts: what is to be spoken) and `target` the
+assistant's answer (== text for asr/tts; the label for emotion; the description for caption).
+`extra` carries per-task facts: `target_lang` (s2tt), `emotion`, `fact` (micro-world key), `noise_snr_db`.
+Bad rows raise `ManifestError` naming file and line.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-SCHEMA_VERSION = 1
-TASKS = ("asr", "s2tt", "chat", "tts", "s2s")
+SCHEMA_VERSION = 2
+TASKS = ("asr", "s2tt", "chat", "tts", "s2s", "caption", "emotion")
 LANGS = ("en", "zh")
 SPLITS = ("train", "validation", "test")
 
@@ -56,6 +59,7 @@ class Utterance:
     sample_rate: int
     speaker: str
     extra: dict[str, Any] = field(default_factory=dict)
+    response_audio_path: str | None = None
 
 
 R = TypeVar("R", TextRecord, Utterance)
@@ -100,9 +104,10 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def read_records(path: Path, cls: type[R]) -> list[R]:
     names = {f.name for f in fields(cls)}
+    optional = {f.name for f in fields(cls) if f.default is not MISSING or f.default_factory is not MISSING}
     out: list[R] = []
     for lineno, obj in iter_jsonl(path):
-        missing = names - set(obj) - {"extra"}
+        missing = names - set(obj) - optional
         unknown = set(obj) - names
         if missing or unknown:
             raise ManifestError(

@@ -24,6 +24,11 @@ class StepSpec:
     code: tuple[str, ...]
     resources: Literal["cpu", "gpu_train", "gpu_eval"] = "cpu"
     description: str = ""
+    # fan-out: this step runs once per item of its single input; `items` (module:function) turns the
+    # producing step's reference into the list of item references (a dsl.ParallelFor on a cluster)
+    items: str | None = None
+    # inputs that receive the list of all outputs of a fan-out step (dsl.Collected)
+    collect: tuple[str, ...] = ()
 
     @property
     def code_paths(self) -> tuple[str, ...]:
@@ -48,12 +53,30 @@ STEPS: tuple[StepSpec, ...] = (
         description="Paper 3.2 text filters: encoding, empty, URL, file path, LaTeX, length, non-text ratio.",
     ),
     StepSpec(
-        "synthesize",
-        "components.synthesize.core:run",
+        "synthesize_plan",
+        "components.synthesize.core:run_plan",
         {"texts": "filter"},
+        ("synthesize",),
+        ("components/synthesize",),
+        description="Cut the texts into shards of `synthesize.shard_size`.",
+    ),
+    StepSpec(
+        "synthesize_shard",
+        "components.synthesize.core:run_shard",
+        {"shard": "synthesize_plan"},
         ("seed", "synthesize"),
         ("components/synthesize",),
-        description="espeak-ng speech, 16 kHz mono, sampled speakers.",
+        description="espeak-ng speech for one shard, 16 kHz mono, sampled speakers (dsl.ParallelFor).",
+        items="components.synthesize.core:shard_refs",
+    ),
+    StepSpec(
+        "synthesize",
+        "components.synthesize.core:run_merge",
+        {"shards": "synthesize_shard"},
+        ("synthesize",),
+        ("components/synthesize",),
+        description="Merge the shard manifests; speaker-pool spread report.",
+        collect=("shards",),
     ),
     StepSpec(
         "validate",

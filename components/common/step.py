@@ -35,6 +35,7 @@ class StepContext:
     out_dir: Path
     inputs: dict[str, DatasetRef]
     job_id: str
+    collections: dict[str, list[DatasetRef]] = field(default_factory=dict)  # inputs gathered from a fan-out
 
     def log(self, msg: str) -> None:
         print(f"[{self.step}] {msg}", flush=True)
@@ -83,23 +84,27 @@ def run_step(
 
     spec = get_step(step)
     prof = load_profile(profile, overrides)
-    refs = {name: DatasetRef.from_json(blob) for name, blob in (inputs or {}).items()}
-    missing = set(spec.inputs) - set(refs)
+    given = inputs or {}
+    missing = set(spec.inputs) - set(given)
     if missing:
         raise ValueError(f"step {step}: missing inputs {sorted(missing)} (expects {sorted(spec.inputs)})")
-    key = step_key(
-        step, {k: r.md5 for k, r in sorted(refs.items())}, _config_for(spec, prof), code_version(spec.code_paths)
-    )
+    refs = {name: DatasetRef.from_json(blob) for name, blob in given.items() if name not in spec.collect}
+    collections = {name: parse_ref_list(given[name]) for name in spec.collect}
+    md5s: dict[str, str] = {k: r.md5 for k, r in refs.items()}
+    md5s |= {k: ",".join(r.md5 for r in v) for k, v in collections.items()}
+    key = step_key(step, dict(sorted(md5s.items())), _config_for(spec, prof), code_version(spec.code_paths))
     out_dir = step_dir(step, key)
     marker = out_dir / SUCCESS_MARKER
-    ctx = StepContext(step=step, profile=prof, key=key, out_dir=out_dir, inputs=refs, job_id=job_id)
+    ctx = StepContext(
+        step=step, profile=prof, key=key, out_dir=out_dir, inputs=refs, job_id=job_id, collections=collections
+    )
     parent = find_parent_run(job_id)
     tags = {"nexus.step_key": key, "nexus.profile": prof.name, "nexus.pipeline_job_id": job_id}
     start = time.time()
     with child_run(parent, step, tags) as run:
         import mlflow
 
-        mlflow.log_params({f"input.{k}": r.md5 for k, r in refs.items()} | {"step_key": key})
+        mlflow.log_params({f"input.{k}": v[:500] for k, v in md5s.items()} | {"step_key": key})
         if marker.exists():
             done = json.loads(marker.read_text())
             ctx.log(f"cached: content key {key} already finished at {out_dir} - skipping")
@@ -140,10 +145,31 @@ def run_step(
                 )
             )
             ctx.log(f"done in {duration:.1f}s: {result.summary or ''} -> {uri}")
-    published = ref_file(prof.name, step)
-    published.parent.mkdir(parents=True, exist_ok=True)
-    published.write_text(ref.to_json() + "\n")
+    if spec.items is None:  # one ref per step for DVC; fan-out items are gathered by their consumer
+        published = ref_file(prof.name, step)
+        published.parent.mkdir(parents=True, exist_ok=True)
+        published.write_text(ref.to_json() + "\n")
     return ref.to_json()
+
+
+def parse_ref_list(blob: str) -> list[DatasetRef]:
+    """A JSON array of DatasetRefs (objects or JSON strings), as KFP's dsl.Collected delivers them."""
+    try:
+        items = json.loads(blob)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"expected a JSON array of dataset references, got {blob[:200]!r}") from exc
+    if not isinstance(items, list) or not items:
+        raise ValueError(f"expected a non-empty JSON array of dataset references, got {blob[:200]!r}")
+    return [DatasetRef.from_json(i if isinstance(i, str) else json.dumps(i)) for i in items]
+
+
+def fan_out_items(spec: StepSpec, upstream: str) -> list[str]:
+    """The item references a fan-out step runs over, from its producing step's reference."""
+    if spec.items is None:
+        raise ValueError(f"step {spec.name} is not a fan-out step")
+    module, name = spec.items.split(":")
+    items: list[str] = getattr(importlib.import_module(module), name)(DatasetRef.from_json(upstream))
+    return items
 
 
 def _copy_headline(parent: str | None, metrics: dict[str, float], names: list[str]) -> None:

@@ -12,52 +12,20 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections import Counter
 from pathlib import Path
 
 from components.common.config import IngestConfig, Profile
 from components.common.manifest import TextRecord, write_jsonl
 from components.common.step import StepContext, StepResult
+from components.ingest import microworld
+from components.ingest.microworld import number_to_words, number_to_zh
+
+__all__ = ["ingest_records", "number_to_words", "number_to_zh", "run", "stable_split"]
 
 ZH_FILES = ("chinese", "song100", "tang300")
 SKIP_EN = ("art", "ascii-art", "chinese", "song100", "tang300")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-TEENS = ["ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
-TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-ZH_DIGITS = "零一二三四五六七八九"
-
-
-def number_to_words(n: int) -> str:
-    """English words for 0 <= n < 1000 ("forty two", "three hundred and five")."""
-    if not 0 <= n < 1000:
-        raise ValueError(f"number_to_words supports 0..999, got {n}")
-    if n < 10:
-        return ONES[n]
-    if n < 20:
-        return TEENS[n - 10]
-    if n < 100:
-        return TENS[n // 10] + ("" if n % 10 == 0 else " " + ONES[n % 10])
-    rest = n % 100
-    return ONES[n // 100] + " hundred" + ("" if rest == 0 else " and " + number_to_words(rest))
-
-
-def number_to_zh(n: int) -> str:
-    """Chinese numerals for 0 <= n < 1000 (四十二, 三百零五)."""
-    if not 0 <= n < 1000:
-        raise ValueError(f"number_to_zh supports 0..999, got {n}")
-    if n < 10:
-        return ZH_DIGITS[n]
-    if n < 20:
-        return "十" + ("" if n == 10 else ZH_DIGITS[n % 10])
-    if n < 100:
-        return ZH_DIGITS[n // 10] + "十" + ("" if n % 10 == 0 else ZH_DIGITS[n % 10])
-    rest = n % 100
-    if rest == 0:
-        return ZH_DIGITS[n // 100] + "百"
-    if rest < 10:
-        return ZH_DIGITS[n // 100] + "百零" + ZH_DIGITS[rest]
-    tail = number_to_zh(rest)
-    return ZH_DIGITS[n // 100] + "百" + ("一" + tail if rest < 20 else tail)
 
 
 def stable_split(source_key: str, cfg: IngestConfig) -> str:
@@ -106,65 +74,11 @@ def fortunes(cfg: IngestConfig, lang: str, count: int, rng: random.Random) -> li
     return out
 
 
-def micro_world(cfg: IngestConfig, rng: random.Random) -> list[TextRecord]:
-    """Seeded facts with known answers: digit strings (asr), arithmetic (chat), number translation (s2tt)."""
-    mw = cfg.micro_world
-    out: list[TextRecord] = []
-    for _ in range(mw.digit_strings):
-        digits = [rng.randrange(10) for _ in range(rng.randint(3, 6))]
-        key = "digits:" + "".join(map(str, digits))
-        text = " ".join(ONES[d] for d in digits)
-        out.append(TextRecord("en-digits-" + key[7:], text, "en", "micro/digits", stable_split(key, cfg), "asr", text))
-    for _ in range(mw.arithmetic):
-        a, b = rng.randrange(10), rng.randrange(10)
-        op = rng.choice(["plus", "times"])
-        ans = a + b if op == "plus" else a * b
-        key = f"arith:{a}{op}{b}"
-        out.append(
-            TextRecord(
-                f"en-arith-{a}{op}{b}",
-                f"what is {ONES[a]} {op} {ONES[b]}",
-                "en",
-                "micro/arithmetic",
-                stable_split(key, cfg),
-                "chat",
-                number_to_words(ans),
-            )
-        )
-    for _ in range(mw.number_translation):
-        n = rng.randrange(1, 100)
-        key = f"numtr:{n}"
-        if rng.random() < 0.5:
-            rec = TextRecord(
-                f"en-numtr-{n}",
-                number_to_words(n),
-                "en",
-                "micro/number_translation",
-                stable_split(key, cfg),
-                "s2tt",
-                number_to_zh(n),
-                {"target_lang": "zh"},
-            )
-        else:
-            rec = TextRecord(
-                f"zh-numtr-{n}",
-                number_to_zh(n),
-                "zh",
-                "micro/number_translation",
-                stable_split(key, cfg),
-                "s2tt",
-                number_to_words(n),
-                {"target_lang": "en"},
-            )
-        out.append(rec)
-    return out
-
-
 def ingest_records(profile: Profile) -> list[TextRecord]:
     cfg = profile.ingest
     rng = random.Random(profile.seed)
     records = fortunes(cfg, "en", cfg.fortunes_en, rng) + fortunes(cfg, "zh", cfg.fortunes_zh, rng)
-    records += micro_world(cfg, rng)
+    records += microworld.generate(cfg.micro_world, rng, lambda key: stable_split(key, cfg))
     seen: dict[str, TextRecord] = {}
     for r in records:  # the same fact drawn twice is one record
         seen.setdefault(r.id, r)
@@ -174,11 +88,15 @@ def ingest_records(profile: Profile) -> list[TextRecord]:
 def run(ctx: StepContext) -> StepResult:
     records = ingest_records(ctx.profile)
     n = write_jsonl(ctx.out_dir / "texts.jsonl.gz", records)
-    by_split = {s: sum(r.split == s for r in records) for s in ("train", "validation", "test")}
+    by_split = Counter(r.split for r in records)
+    by_task = Counter(r.task for r in records)
+    metrics: dict[str, float] = {"texts_total": n}
+    metrics |= {f"texts_{k}": by_split[k] for k in ("train", "validation", "test")}
+    metrics |= {f"texts_task_{k}": v for k, v in sorted(by_task.items())}
     return StepResult(
         kind="texts",
         rows=n,
         files={"texts": "texts.jsonl.gz"},
-        metrics={"texts_total": n, **{f"texts_{k}": v for k, v in by_split.items()}},
-        summary=f"{n} texts ({by_split})",
+        metrics=metrics,
+        summary=f"{n} texts; splits {dict(by_split)}; tasks {dict(by_task)}",
     )

@@ -1,7 +1,9 @@
-"""Turn a versioned manifest into model samples for each stage (table 1 of the paper, skeleton subset).
+"""Turn a versioned manifest into model samples for each stage (paper table 1).
 
-stage 1/2: rows whose task is in the stage's `tasks` (asr, s2tt, chat): audio in, `target` text out.
-stage 3 (`tts`): English asr rows become text -> speech pairs (the utterance's codec codes are the target).
+Text-output tasks (stages 1-2): asr, s2tt, chat, caption, emotion rows give audio in -> `target` text out;
+s2s rows also serve as chat (spoken question -> text answer) when `chat` is in the stage's tasks.
+Speech-output tasks (stage 3): `tts` uses tts and asr rows (text in -> the utterance's codec codes out);
+`s2s` uses s2s rows (spoken question in -> answer text + the spoken answer's codec codes out).
 """
 
 from __future__ import annotations
@@ -20,29 +22,33 @@ def load_rows(dataset_dir: Path, manifest: str, split: str) -> list[Utterance]:
     return [u for u in read_records(dataset_dir / manifest, Utterance) if u.split == split]
 
 
-def load_audio(dataset_dir: Path, utt: Utterance) -> np.ndarray:
-    wav, sr = sf.read(str(dataset_dir / utt.audio_path), dtype="float32")
+def load_audio(dataset_dir: Path, utt: Utterance, rel: str | None = None) -> np.ndarray:
+    """The utterance's input audio (or another of its files, e.g. the s2s response) at 16 kHz."""
+    rel = rel or utt.audio_path
+    wav, sr = sf.read(str(dataset_dir / rel), dtype="float32")
     if sr != 16000:
-        raise ValueError(f"{utt.audio_path}: sample rate {sr}, expected 16000 (rerun synthesize/validate)")
+        raise ValueError(f"{dataset_dir / rel} ({utt.id}): sample rate {sr}, expected 16000 (rerun synthesize)")
     return wav
 
 
 def stage_samples(proc: NexusOProcessor, dataset_dir: Path, rows: list[Utterance], tasks: list[str]) -> list[Sample]:
     samples: list[Sample] = []
-    codec = Codec2Codec() if "tts" in tasks else None
+    codec = Codec2Codec() if {"tts", "s2s"} & set(tasks) else None
+    text_tasks = {"asr", "s2tt", "chat", "caption", "emotion"} & set(tasks)
     for u in rows:
-        if "tts" in tasks and u.task == "asr" and u.lang == "en":
+        if "tts" in tasks and u.task in ("tts", "asr"):
             assert codec is not None
-            wav = load_audio(dataset_dir, u)
-            samples.append(proc.encode("tts", text=u.text, response=u.text, codes=codec.encode(wav)))
-        elif u.task in tasks and u.task != "tts":
-            wav = load_audio(dataset_dir, u)
+            codes = codec.encode(load_audio(dataset_dir, u))
+            samples.append(proc.encode("tts", text=u.text, response=u.text, codes=codes))
+        if "s2s" in tasks and u.task == "s2s" and u.response_audio_path:
+            assert codec is not None
+            codes = codec.encode(load_audio(dataset_dir, u, u.response_audio_path))
+            samples.append(proc.encode("s2s", audio=load_audio(dataset_dir, u), response=u.target, codes=codes))
+        task = "chat" if u.task == "s2s" else u.task
+        if task in text_tasks:
             samples.append(
                 proc.encode(
-                    u.task,
-                    audio=wav,
-                    response=u.target,
-                    target_lang=u.extra.get("target_lang"),
+                    task, audio=load_audio(dataset_dir, u), response=u.target, target_lang=u.extra.get("target_lang")
                 )
             )
     return samples

@@ -61,8 +61,10 @@ def publish(src: DatasetRef, profile: str, name: str, remote: str) -> tuple[Path
     for fname in src.files.values():
         shutil.copy2(src_dir / fname, dest / fname)
     for utt in read_records(src.path("manifest"), Utterance):  # only the audio the kept rows reference
-        (dest / utt.audio_path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src_dir / utt.audio_path, dest / utt.audio_path)
+        for rel in filter(None, (utt.audio_path, utt.response_audio_path)):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            if not (dest / rel).exists():  # several rows (asr + caption) may share one file
+                shutil.copy2(src_dir / rel, dest / rel)
     rel = dest.relative_to(PROJECT_ROOT).as_posix()
     configure_remote(remote)
     dvc("add", "-q", rel)
