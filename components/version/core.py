@@ -22,38 +22,73 @@ from components.common.step import StepContext, StepResult
 
 
 class DvcError(RuntimeError):
-    """A DVC command failed; the message carries its output."""
+    """A DVC command failed; the message says what to check and carries DVC's output."""
 
 
-def dvc(*args: str, cwd: Path = PROJECT_ROOT) -> str:
+# Bounded retries against S3: botocore's standard retry mode with a small attempt budget.
+S3_RETRY_ENV = {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "3"}
+_CREDENTIAL_ERRORS = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden")
+_ENDPOINT_ERRORS = (
+    "Could not connect",
+    "Connection refused",
+    "EndpointConnectionError",
+    "connect timeout",
+    "Cannot connect to host",
+    "ConnectTimeout",
+)
+
+
+def _hint(output: str) -> str:
+    if any(e in output for e in _CREDENTIAL_ERRORS):
+        return (
+            "the S3 remote rejected the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+            "(Kubernetes Secret nexus-o-secrets on a cluster)"
+        )
+    if any(e in output for e in _ENDPOINT_ERRORS):
+        return (
+            "the S3 endpoint is unreachable (after bounded retries): check AWS_ENDPOINT_URL and that the "
+            "object store (MinIO) is running"
+        )
+    return "see DVC's output below"
+
+
+def dvc(*args: str, cwd: Path = PROJECT_ROOT, timeout: float = 600) -> str:
     exe = Path(sys.executable).parent / "dvc"
     cmd = [str(exe) if exe.exists() else "dvc", *args]
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, check=False)
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", **S3_RETRY_ENV}
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise DvcError(f"`dvc {' '.join(args)}` did not finish in {timeout:.0f}s: {_hint('connect timeout')}") from exc
     if proc.returncode != 0:
-        raise DvcError(f"`dvc {' '.join(args)}` failed (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        out = f"{proc.stdout}\n{proc.stderr}"
+        raise DvcError(f"`dvc {' '.join(args)}` failed (rc={proc.returncode}): {_hint(out)}\n{out.strip()}")
     return proc.stdout
 
 
-def configure_remote(name: str) -> str:
-    """Point the named remote at its storage (local config only; secrets stay in env)."""
+def configure_remote(name: str, root: Path = PROJECT_ROOT) -> str:
+    """Point the named remote at its storage (`.dvc/config.local` only; credentials stay in the environment).
+
+    `local` -> $NEXUS_HOME/dvc-remote; any other name -> NEXUS_DVC_REMOTE_URL (s3://bucket/prefix) with
+    AWS_ENDPOINT_URL (MinIO/SeaweedFS) when set.
+    """
     if name == "local":
         url = str(nexus_home() / "dvc-remote")
         Path(url).mkdir(parents=True, exist_ok=True)
-        dvc("remote", "add", "--local", "--force", "local", url)
+        dvc("remote", "add", "--local", "--force", "local", url, cwd=root)
     else:
         url = os.environ.get("NEXUS_DVC_REMOTE_URL", "")
         if not url:
             raise DvcError(f"remote {name!r} needs NEXUS_DVC_REMOTE_URL (e.g. s3://dvc/nexus-o) in the environment")
-        dvc("remote", "add", "--local", "--force", name, url)
+        dvc("remote", "add", "--local", "--force", name, url, cwd=root)
         if endpoint := os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL"):
-            dvc("remote", "modify", "--local", name, "endpointurl", endpoint)
+            dvc("remote", "modify", "--local", name, "endpointurl", endpoint, cwd=root)
     return url
 
 
-def publish(src: DatasetRef, profile: str, name: str, remote: str) -> tuple[Path, str]:
+def publish(src: DatasetRef, profile: str, name: str, remote: str, root: Path = PROJECT_ROOT) -> tuple[Path, str]:
     """Copy the dataset's manifest files and referenced audio to data/, dvc add + push. Returns (path, md5)."""
-    dest = PROJECT_ROOT / "data" / profile / name
+    dest = root / "data" / profile / name
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
@@ -65,12 +100,18 @@ def publish(src: DatasetRef, profile: str, name: str, remote: str) -> tuple[Path
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             if not (dest / rel).exists():  # several rows (asr + caption) may share one file
                 shutil.copy2(src_dir / rel, dest / rel)
-    rel = dest.relative_to(PROJECT_ROOT).as_posix()
-    configure_remote(remote)
-    dvc("add", "-q", rel)
-    dvc("push", "-q", "-r", remote, f"{rel}.dvc")
+    rel = dest.relative_to(root).as_posix()
+    configure_remote(remote, root)
+    dvc("add", "-q", rel, cwd=root)
+    dvc("push", "-r", remote, f"{rel}.dvc", cwd=root)
     meta = yaml.safe_load((dest.parent / f"{name}.dvc").read_text())
     return dest, str(meta["outs"][0]["md5"])
+
+
+def pull(dvc_file: Path, remote: str, root: Path = PROJECT_ROOT) -> None:
+    """Restore a versioned dataset from the remote (e.g. on a fresh machine or pod)."""
+    configure_remote(remote, root)
+    dvc("pull", "-r", remote, str(dvc_file.relative_to(root)), cwd=root)
 
 
 def run(ctx: StepContext) -> StepResult:
