@@ -2,7 +2,7 @@
 
 No `from __future__ import annotations` here: KFP reads the pipeline function's real annotations.
 
-    open_run -> ingest -> filter -> synthesize_plan -> ParallelFor(synthesize_shard) -> synthesize (merge)
+    open_run -> ingest -> filter -> judge -> synthesize_plan -> ParallelFor(synthesize_shard) -> synthesize (merge)
              -> validate -> version -> train_stage1 -> train_stage2
              -> train_stage3 -> evaluate -> gate -> register (only if the gate passed)  (exit: close_run)
 
@@ -26,6 +26,7 @@ def _components() -> dict[str, Any]:
     from components.filter.component import filter as filter_
     from components.gate.component import gate
     from components.ingest.component import ingest
+    from components.judge.component import judge
     from components.register.component import register
     from components.synthesize.component import synthesize, synthesize_plan, synthesize_shard
     from components.train.component import train_stage1, train_stage2, train_stage3
@@ -35,6 +36,7 @@ def _components() -> dict[str, Any]:
     return {
         "ingest": ingest,
         "filter": filter_,
+        "judge": judge,
         "synthesize_plan": synthesize_plan,
         "synthesize_shard": synthesize_shard,
         "synthesize": synthesize,

@@ -87,6 +87,26 @@ class NoiseConfig(_Strict):
         return self
 
 
+class RewriteConfig(_Strict):
+    """LLM rewrite into a conversational tone (cluster): any OpenAI-compatible chat endpoint."""
+
+    enabled: bool = False
+    url: str = "http://vllm.nexus-o.svc.cluster.local:8000/v1"
+    model: str = "Qwen2.5-7B-Instruct"
+    requests_per_s: float = Field(5.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+
+
+class JudgeConfig(_Strict):
+    """Suitability for speech, scored with sentence embeddings against labelled examples (components/judge)."""
+
+    enabled: bool = True
+    tasks: list[str] = ["asr", "chat", "s2s", "tts"]
+    skip_source_prefixes: list[str] = Field(["micro/"], description="generated facts are speakable by construction")
+    threshold: float = Field(-0.05, ge=-1, le=1, description="tuned on fortunes: removes IRC logs, command tables")
+    rewrite: RewriteConfig = RewriteConfig()
+
+
 class SynthesizeConfig(_Strict):
     backend: Literal["espeak"] = "espeak"
     voices_en: list[str] = [
@@ -206,6 +226,7 @@ class Profile(_Strict):
     seed: int = 1234
     ingest: IngestConfig = IngestConfig()
     filter: FilterConfig = FilterConfig()
+    judge: JudgeConfig = JudgeConfig()
     synthesize: SynthesizeConfig = SynthesizeConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
     version: VersionConfig = VersionConfig()

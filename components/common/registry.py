@@ -53,9 +53,17 @@ STEPS: tuple[StepSpec, ...] = (
         description="Paper 3.2 text filters: encoding, empty, URL, file path, LaTeX, length, non-text ratio.",
     ),
     StepSpec(
+        "judge",
+        "components.judge.core:run",
+        {"texts": "filter"},
+        ("judge",),
+        ("components/judge",),
+        description="LLM judge (sentence embeddings locally) and optional rewrite by an OpenAI-compatible LLM.",
+    ),
+    StepSpec(
         "synthesize_plan",
         "components.synthesize.core:run_plan",
-        {"texts": "filter"},
+        {"texts": "judge"},
         ("synthesize",),
         ("components/synthesize",),
         description="Cut the texts into shards of `synthesize.shard_size`.",
