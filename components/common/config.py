@@ -37,6 +37,8 @@ class MicroWorldConfig(_Strict):
     emotion: int = Field(0, ge=0)
     instructions: int = Field(0, ge=0)
     tts: int = Field(0, ge=0)
+    digit_images: int = Field(0, ge=0)
+    text_images: int = Field(0, ge=0)
     s2s_fraction: float = Field(0.3, ge=0, le=1, description="share of chat-style items rendered as s2s")
 
 
@@ -171,14 +173,14 @@ class StageConfig(_Strict):
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(2, ge=0)
-    tasks: list[Literal["asr", "s2tt", "chat", "tts", "s2s", "caption", "emotion"]]
+    tasks: list[Literal["asr", "s2tt", "chat", "tts", "s2s", "caption", "emotion", "vqa"]]
 
 
 class TrainConfig(_Strict):
     seed: int = 1234
     deepspeed: DeepSpeedConfig = DeepSpeedConfig()
     stage1: StageConfig = StageConfig(tasks=["asr", "s2tt", "chat", "caption", "emotion"])
-    stage2: StageConfig = StageConfig(tasks=["chat", "asr", "s2tt"])
+    stage2: StageConfig = StageConfig(tasks=["chat", "asr", "s2tt", "vqa"])
     stage3: StageConfig = StageConfig(tasks=["tts", "s2s"])
 
 

@@ -6,7 +6,7 @@ TextRecord (ingest/filter output, `texts.jsonl.gz`)
     id, text, lang ("en"|"zh"), source, split ("train"|"validation"|"test"), task, target, extra
 Utterance (synthesize output, `manifest.jsonl.gz`): a TextRecord plus
     audio_path (relative to the manifest's folder), duration_s, sample_rate, speaker,
-    response_audio_path (s2s: the spoken answer; else None)
+    response_audio_path (s2s: the spoken answer; else None), image_path (vqa: the image; else None)
 
 `task` is one of TASKS; `text` is what is spoken (for tts: what is to be spoken) and `target` the
 assistant's answer (== text for asr/tts; the label for emotion; the description for caption).
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 SCHEMA_VERSION = 2
-TASKS = ("asr", "s2tt", "chat", "tts", "s2s", "caption", "emotion")
+TASKS = ("asr", "s2tt", "chat", "tts", "s2s", "caption", "emotion", "vqa")
 LANGS = ("en", "zh")
 SPLITS = ("train", "validation", "test")
 
@@ -60,6 +60,7 @@ class Utterance:
     speaker: str
     extra: dict[str, Any] = field(default_factory=dict)
     response_audio_path: str | None = None
+    image_path: str | None = None
 
 
 R = TypeVar("R", TextRecord, Utterance)

@@ -11,6 +11,9 @@ whatever language or task renders it.
     emotion              emotion  a neutral-content sentence spoken with the label's prosody -> label
     instructions         chat  "say the word apple" -> "apple", "what comes after five" -> "six", ...; a share s2s
     tts                  tts   short digit strings / phrases to be spoken (text in, speech out)
+    digit images         vqa   load_digits image + "what digit is in the image" -> "seven" (en/zh)
+    text images          vqa   rendered word/phrase + "what word is written in the image" -> the word (en/zh)
+The vqa question is spoken too, so each vqa row serves image+text and image+speech (tri-modal) samples.
 """
 
 from __future__ import annotations
@@ -59,24 +62,15 @@ PHRASES: tuple[tuple[str, str], ...] = (
     ("we are friends", "我们是朋友"),
 )
 EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised")
-EMOTION_SENTENCES = (
-    "the meeting starts at nine",
-    "we are moving to a new house",
-    "the train left without us",
-    "my sister called me today",
-    "the shop is closed on sunday",
-    "they painted the kitchen blue",
-    "the results arrived this morning",
-    "he sold his old car",
-    "the dog ran into the garden",
-    "we will eat dinner at six",
-    "the letter came yesterday",
-    "she won the game",
-    "the lights went out",
-    "our team lost the match",
-    "the package is on the table",
-    "i found my keys in the car",
-)
+EMOTION_SUBJECTS = ("my sister", "the teacher", "our neighbour", "my father", "the new boss", "my best friend",
+                    "the old man", "our team", "the doctor", "my brother", "the children", "the driver")
+EMOTION_EVENTS = ("called me today", "sold the old car", "moved to a new house", "left without us",
+                  "won the game", "lost the match", "found the keys", "painted the kitchen blue",
+                  "cancelled the trip", "arrived this morning", "opened the letter", "missed the train",
+                  "bought a puppy", "closed the shop", "changed the plan", "broke the window",
+                  "came home early", "forgot my birthday", "baked a cake", "read the results")
+# neutral-content sentences: the emotion is carried by prosody only (12 x 20 = 240 sentences)
+EMOTION_SENTENCES = tuple(f"{s} {e}" for s in EMOTION_SUBJECTS for e in EMOTION_EVENTS)
 WORDS = (
     "apple",
     "river",
@@ -285,6 +279,83 @@ def tts_items(n: int, rng: random.Random, split: Split) -> list[TextRecord]:
     return out
 
 
+def digit_images(n: int, rng: random.Random, split: Split) -> list[TextRecord]:
+    from components.synthesize.images import digits
+
+    _, labels = digits()
+    out = []
+    for _ in range(n):
+        i = rng.randrange(len(labels))
+        label = int(labels[i])
+        key = f"digitimg:{i}"
+        if rng.random() < 0.7:
+            out.append(
+                _rec(
+                    f"en-digitimg-{i}",
+                    "what digit is in the image",
+                    "en",
+                    "digit_images",
+                    key,
+                    split,
+                    "vqa",
+                    ONES[label],
+                    image=f"digits:{i}",
+                )
+            )
+        else:
+            out.append(
+                _rec(
+                    f"zh-digitimg-{i}",
+                    "图片里是什么数字",
+                    "zh",
+                    "digit_images",
+                    key,
+                    split,
+                    "vqa",
+                    ZH_DIGITS[label],
+                    image=f"digits:{i}",
+                )
+            )
+    return out
+
+
+def text_images(n: int, rng: random.Random, split: Split) -> list[TextRecord]:
+    out = []
+    for _ in range(n):
+        if rng.random() < 0.6:
+            w = rng.choice(WORDS)
+            out.append(
+                _rec(
+                    f"en-textimg-{w}",
+                    "what word is written in the image",
+                    "en",
+                    "text_images",
+                    f"textimg:{w}",
+                    split,
+                    "vqa",
+                    w,
+                    image=f"text:en:{w}",
+                )
+            )
+        else:
+            i = rng.randrange(len(PHRASES))
+            zh = PHRASES[i][1]
+            out.append(
+                _rec(
+                    f"zh-textimg-{i}",
+                    "图片上写的是什么",
+                    "zh",
+                    "text_images",
+                    f"textimg:{PHRASES[i][0]}",
+                    split,
+                    "vqa",
+                    zh,
+                    image=f"text:zh:{zh}",
+                )
+            )
+    return out
+
+
 def generate(cfg: MicroWorldConfig, rng: random.Random, split: Split) -> list[TextRecord]:
     return (
         digit_strings(cfg.digit_strings, rng, split)
@@ -294,4 +365,6 @@ def generate(cfg: MicroWorldConfig, rng: random.Random, split: Split) -> list[Te
         + emotion(cfg.emotion, rng, split)
         + instructions(cfg.instructions, cfg.s2s_fraction, rng, split)
         + tts_items(cfg.tts, rng, split)
+        + digit_images(cfg.digit_images, rng, split)
+        + text_images(cfg.text_images, rng, split)
     )

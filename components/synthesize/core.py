@@ -33,6 +33,7 @@ from components.common.caching import md5_file
 from components.common.config import Profile, SynthesizeConfig
 from components.common.manifest import DatasetRef, TextRecord, Utterance, iter_jsonl, read_records, write_jsonl
 from components.common.step import StepContext, StepResult
+from components.synthesize.images import render as render_image
 from components.synthesize.speakers import (
     Speaker,
     measure_f0,
@@ -189,6 +190,14 @@ def synthesize_record(
             _write_wav(
                 out_dir / response, backend.synthesize(rec.target, rec.lang, voice, cfg.sample_rate), cfg.sample_rate
             )
+    image = None
+    if spec := rec.extra.get("image"):
+        image = f"images/{rec.id}.png"
+        if not (out_dir / image).exists():
+            (out_dir / "images").mkdir(parents=True, exist_ok=True)
+            tmp = out_dir / f"images/{rec.id}.tmp.png"
+            render_image(str(spec)).save(tmp)
+            tmp.replace(out_dir / image)
     utt = Utterance(
         **{**asdict(rec), "extra": extra},
         audio_path=rel,
@@ -196,6 +205,7 @@ def synthesize_record(
         sample_rate=cfg.sample_rate,
         speaker=speaker.id,
         response_audio_path=response,
+        image_path=image,
     )
     out = [utt]
     if rec.task == "asr" and rng.random() < cfg.caption_fraction:
@@ -324,7 +334,7 @@ def run_merge(ctx: StepContext) -> StepResult:
     bad: list[dict] = []
     for ref in shards:
         for u in read_records(ref.path("manifest"), Utterance):
-            for rel in filter(None, (u.audio_path, u.response_audio_path)):
+            for rel in filter(None, (u.audio_path, u.response_audio_path, u.image_path)):
                 _link(ref.path() / rel, ctx.out_dir / rel)
             utts.append(u)
         bad += [obj for _, obj in iter_jsonl(ref.path("quarantine"))]

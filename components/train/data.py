@@ -4,6 +4,7 @@ Text-output tasks (stages 1-2): asr, s2tt, chat, caption, emotion rows give audi
 s2s rows also serve as chat (spoken question -> text answer) when `chat` is in the stage's tasks.
 Speech-output tasks (stage 3): `tts` uses tts and asr rows (text in -> the utterance's codec codes out);
 `s2s` uses s2s rows (spoken question in -> answer text + the spoken answer's codec codes out).
+Vision (stage 2): each `vqa` row gives image + text question and image + spoken question (tri-modal) samples.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from PIL import Image
 
 from components.common.manifest import Utterance, read_records
 from model.codec import Codec2Codec
@@ -44,6 +46,10 @@ def stage_samples(proc: NexusOProcessor, dataset_dir: Path, rows: list[Utterance
             assert codec is not None
             codes = codec.encode(load_audio(dataset_dir, u, u.response_audio_path))
             samples.append(proc.encode("s2s", audio=load_audio(dataset_dir, u), response=u.target, codes=codes))
+        if "vqa" in tasks and u.task == "vqa" and u.image_path:  # image + text question, image + spoken question
+            image = Image.open(dataset_dir / u.image_path).convert("RGB")
+            samples.append(proc.encode("vqa", image=image, text=u.text, response=u.target))
+            samples.append(proc.encode("vqa", image=image, audio=load_audio(dataset_dir, u), response=u.target))
         task = "chat" if u.task == "s2s" else u.task
         if task in text_tasks:
             samples.append(

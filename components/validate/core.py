@@ -71,6 +71,7 @@ def manifest_frame(manifest: Path, cfg: ValidateConfig, seed: int = 0) -> pd.Dat
             if u.response_audio_path
             else u.task != "s2s"
         )
+        row["image_ok"] = (manifest.parent / u.image_path).is_file() if u.image_path else u.task != "vqa"
         units = len(ZH_CHAR_RE.findall(u.text)) if u.lang == "zh" else len(EN_WORD_RE.findall(u.text))
         row["text_len_ok"] = 0 < units <= (cfg.max_zh_chars if u.lang == "zh" else cfg.max_en_words)
         row["split_leak"] = len(splits_of[source_key(u)]) > 1
@@ -105,6 +106,7 @@ def run_suite(df: pd.DataFrame, cfg: ValidateConfig) -> dict[str, Any]:
         gxe.ExpectColumnValuesToBeInSet(column="audio_ok", value_set=[True]),
         gxe.ExpectColumnValuesToBeBetween(column="audio_duration_delta_s", min_value=0, max_value=0.01),
         gxe.ExpectColumnValuesToBeInSet(column="response_ok", value_set=[True]),
+        gxe.ExpectColumnValuesToBeInSet(column="image_ok", value_set=[True]),
         gxe.ExpectColumnValuesToBeInSet(column="text_len_ok", value_set=[True]),
         gxe.ExpectColumnValuesToBeInSet(column="split_leak", value_set=[False]),
     ):
@@ -137,6 +139,8 @@ def row_problem(row: pd.Series, cfg: ValidateConfig) -> str | None:
         return "audio missing, unreadable, not mono or wrong sample rate"
     if not row["response_ok"]:
         return "s2s response audio missing or unreadable"
+    if not row["image_ok"]:
+        return "vqa image missing"
     delta = row["audio_duration_delta_s"]
     if delta is not None and not pd.isna(delta) and delta > 0.01:
         return f"audio duration differs from manifest by {delta:.3f}s"
@@ -217,9 +221,9 @@ def run(ctx: StepContext) -> StepResult:
         for name in ("validation.json", "validation.html"):
             if (ctx.out_dir / name).exists():
                 mlflow.log_artifact(str(ctx.out_dir / name), "validation")
-    audio = ctx.out_dir / "audio"  # the kept rows' audio stays where synthesize wrote it
-    if not audio.exists():
-        audio.symlink_to(src.path() / "audio", target_is_directory=True)
+    for media in ("audio", "images"):  # the kept rows' media stay where synthesize wrote them
+        if (src.path() / media).exists() and not (ctx.out_dir / media).exists():
+            (ctx.out_dir / media).symlink_to(src.path() / media, target_is_directory=True)
     n_exp = len(report["expectations"])
     return StepResult(
         kind="manifest",

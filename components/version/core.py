@@ -96,7 +96,7 @@ def publish(src: DatasetRef, profile: str, name: str, remote: str, root: Path = 
     for fname in src.files.values():
         shutil.copy2(src_dir / fname, dest / fname)
     for utt in read_records(src.path("manifest"), Utterance):  # only the audio the kept rows reference
-        for rel in filter(None, (utt.audio_path, utt.response_audio_path)):
+        for rel in filter(None, (utt.audio_path, utt.response_audio_path, utt.image_path)):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             if not (dest / rel).exists():  # several rows (asr + caption) may share one file
                 shutil.copy2(src_dir / rel, dest / rel)
