@@ -88,3 +88,21 @@ def test_md5_dir_is_content_addressed(tmp_path: Path) -> None:
     assert first.endswith(".dir") and md5_dir(tmp_path) == first
     (tmp_path / "a").write_text("2")
     assert md5_dir(tmp_path) != first
+
+
+def test_micro_world_covers_every_task_in_both_languages() -> None:
+    from collections import Counter
+
+    prof = load_profile("small")
+    recs = ingest_records(prof)
+    tasks = Counter(r.task for r in recs)
+    assert {"asr", "s2tt", "chat", "s2s", "emotion", "tts", "vqa"} <= set(tasks)  # caption is added by synthesis
+    assert {r.lang for r in recs if r.task == "s2tt"} == {"en", "zh"}
+    assert {r.extra["target_lang"] for r in recs if r.task == "s2tt"} == {"en", "zh"}
+    assert all(r.extra.get("image") for r in recs if r.task == "vqa")
+    # one fact, one split: rendering a fact in two languages or tasks never crosses splits
+    by_fact: dict[str, set[str]] = {}
+    for r in recs:
+        if "fact" in r.extra:
+            by_fact.setdefault(r.extra["fact"], set()).add(r.split)
+    assert all(len(s) == 1 for s in by_fact.values())

@@ -62,13 +62,42 @@ PHRASES: tuple[tuple[str, str], ...] = (
     ("we are friends", "我们是朋友"),
 )
 EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised")
-EMOTION_SUBJECTS = ("my sister", "the teacher", "our neighbour", "my father", "the new boss", "my best friend",
-                    "the old man", "our team", "the doctor", "my brother", "the children", "the driver")
-EMOTION_EVENTS = ("called me today", "sold the old car", "moved to a new house", "left without us",
-                  "won the game", "lost the match", "found the keys", "painted the kitchen blue",
-                  "cancelled the trip", "arrived this morning", "opened the letter", "missed the train",
-                  "bought a puppy", "closed the shop", "changed the plan", "broke the window",
-                  "came home early", "forgot my birthday", "baked a cake", "read the results")
+EMOTION_SUBJECTS = (
+    "my sister",
+    "the teacher",
+    "our neighbour",
+    "my father",
+    "the new boss",
+    "my best friend",
+    "the old man",
+    "our team",
+    "the doctor",
+    "my brother",
+    "the children",
+    "the driver",
+)
+EMOTION_EVENTS = (
+    "called me today",
+    "sold the old car",
+    "moved to a new house",
+    "left without us",
+    "won the game",
+    "lost the match",
+    "found the keys",
+    "painted the kitchen blue",
+    "cancelled the trip",
+    "arrived this morning",
+    "opened the letter",
+    "missed the train",
+    "bought a puppy",
+    "closed the shop",
+    "changed the plan",
+    "broke the window",
+    "came home early",
+    "forgot my birthday",
+    "baked a cake",
+    "read the results",
+)
 # neutral-content sentences: the emotion is carried by prosody only (12 x 20 = 240 sentences)
 EMOTION_SENTENCES = tuple(f"{s} {e}" for s in EMOTION_SUBJECTS for e in EMOTION_EVENTS)
 WORDS = (
