@@ -21,6 +21,7 @@ import os
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
+from functools import lru_cache
 from math import gcd
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +42,7 @@ from components.synthesize.speakers import (
     speaker_pool,
     speaking_rate,
     spread,
+    voice_name,
 )
 
 
@@ -56,11 +58,10 @@ class EspeakBackend:
     """espeak-ng through its CLI (22.05 kHz output, resampled)."""
 
     def synthesize(self, text: str, lang: str, speaker: Speaker, sample_rate: int, amplitude: int = 100) -> np.ndarray:
-        voice = speaker.voice + (f"+{speaker.variant}" if speaker.variant else "")
         cmd = [
             "espeak-ng",
             "-v",
-            voice,
+            voice_name(speaker),
             "-p",
             str(speaker.pitch),
             "-s",
@@ -79,11 +80,83 @@ class EspeakBackend:
         return resample_to(wav, sr, sample_rate)
 
 
+class EspeakLibBackend:
+    """espeak-ng in-process through libespeak-ng (ctypes): the same synthesis as the CLI without a process
+    per utterance (~3 ms instead of ~15 ms for a short sentence). One instance per process: the library
+    keeps global state: get it through `default_backend()`. Raises OSError when libespeak-ng.so.1 is missing."""
+
+    _SYNCHRONOUS, _RATE, _VOLUME, _PITCH, _POS_CHARACTER, _CHARS_UTF8 = 2, 1, 2, 3, 1, 1
+
+    def __init__(self) -> None:
+        import ctypes
+
+        self._ct = ctypes
+        self._lib = ctypes.CDLL("libespeak-ng.so.1")
+        self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.native_rate = int(self._lib.espeak_Initialize(self._SYNCHRONOUS, 0, None, 0))
+        if self.native_rate <= 0:
+            raise OSError(f"espeak_Initialize failed ({self.native_rate})")
+        self._chunks: list[np.ndarray] = []
+        proto = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+        def collect(wav: object, n: int, _events: object) -> int:
+            if wav and n > 0:
+                self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+            return 0
+
+        self._callback = proto(collect)  # keep a reference: the library calls it later
+        self._lib.espeak_SetSynthCallback(self._callback)
+
+    def synthesize(self, text: str, lang: str, speaker: Speaker, sample_rate: int, amplitude: int = 100) -> np.ndarray:
+        if self._lib.espeak_SetVoiceByName(voice_name(speaker).encode()) != 0:
+            raise RuntimeError(f"espeak-ng has no voice {voice_name(speaker)!r}")
+        for param, value in ((self._RATE, speaker.rate), (self._PITCH, speaker.pitch), (self._VOLUME, amplitude)):
+            self._lib.espeak_SetParameter(param, value, 0)
+        self._chunks = []
+        data = text.encode()
+        err = self._lib.espeak_Synth(
+            self._ct.c_char_p(data),
+            self._ct.c_size_t(len(data) + 1),
+            0,
+            self._POS_CHARACTER,
+            0,
+            self._CHARS_UTF8,
+            None,
+            None,
+        )
+        self._lib.espeak_Synchronize()
+        if err != 0 or not self._chunks:
+            raise RuntimeError(f"espeak-ng synthesis failed (error {err}) for {text[:60]!r}")
+        pcm = np.concatenate(self._chunks).astype(np.float32) / 32768.0
+        return resample_to(pcm, self.native_rate, sample_rate)
+
+
+@lru_cache(maxsize=1)
+def default_backend() -> TTSBackend:
+    """The in-process library when it loads, else the CLI (same voices, same output). One per process:
+    libespeak-ng holds global state, so a second initialisation would fight the first over the callback."""
+    try:
+        return EspeakLibBackend()
+    except OSError:
+        return EspeakBackend()
+
+
+@lru_cache(maxsize=8)
+def _resample_filter(up: int, down: int) -> np.ndarray:
+    """The FIR filter resample_poly would design for (up, down), designed once (it is the costly part)."""
+    from scipy.signal import firwin
+
+    max_rate = max(up, down)
+    half_len = 10 * max_rate
+    return np.asarray(firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)))  # resample_poly scales by up
+
+
 def resample_to(wav: np.ndarray, sr: int, target: int) -> np.ndarray:
     if sr == target:
         return wav.astype(np.float32)
     g = gcd(sr, target)
-    return resample_poly(wav, target // g, sr // g).astype(np.float32)
+    up, down = target // g, sr // g
+    return resample_poly(wav, up, down, window=_resample_filter(up, down)).astype(np.float32)
 
 
 def parse_speaker(spec: str) -> Speaker:
@@ -215,7 +288,7 @@ def synthesize_record(
 
 def _synthesize_chunk(args: tuple[list[TextRecord], str, SynthesizeConfig, int]) -> tuple[list[Utterance], list[dict]]:
     records, out_dir, cfg, seed = args
-    backend = EspeakBackend()
+    backend = default_backend()
     pools = {
         "en": speaker_pool(cfg.voices_en, cfg.variants, cfg.pitches, cfg.rates),
         "zh": speaker_pool(cfg.voices_zh, cfg.variants, cfg.pitches, cfg.rates),

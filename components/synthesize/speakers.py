@@ -47,6 +47,27 @@ def espeak_variants() -> tuple[tuple[str, str], ...]:
     return tuple(sorted(set(found)))
 
 
+@functools.lru_cache(maxsize=1)
+def espeak_voice_files() -> dict[str, str]:
+    """language code -> voice file identifier (`en-gb` -> `gmw/en`), from `espeak-ng --voices`. The CLI
+    resolves `-v en-gb` by language; the library's SetVoiceByName needs the identifier."""
+    out = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True, check=True).stdout
+    files: dict[str, str] = {}
+    for line in out.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 5:
+            files.setdefault(parts[1], parts[4])
+    return files
+
+
+def voice_name(speaker: Speaker) -> str:
+    """What to hand espeak-ng: the voice *file* identifier plus the variant (`gmw/en+Alicia`). Given a
+    language code with a variant (`-v en-gb+Alicia`), the espeak-ng CLI silently ignores the variant (the
+    audio comes out as plain en-gb, measured: F0 94 Hz instead of 229 Hz), so the language is resolved first."""
+    ident = espeak_voice_files().get(speaker.voice, speaker.voice)
+    return ident + (f"+{speaker.variant}" if speaker.variant else "")
+
+
 def speaker_pool(voices: list[str], variants: list[str], pitches: list[int], rates: list[int]) -> list[Speaker]:
     known = dict(espeak_variants())
     names = list(known) if variants == ["all"] else variants
@@ -77,18 +98,17 @@ def measure_f0(wav: np.ndarray, sr: int = 16000, fmin: float = 60.0, fmax: float
     energy = (frames**2).sum(1)
     frames = frames[energy > 0.1 * energy.max()]
     lo, hi = int(sr / fmax), int(sr / fmin)
-    f0s = []
-    for f in frames:
-        f = f - f.mean()
-        spec = np.fft.rfft(f, 2 * win)
-        ac = np.fft.irfft(spec * np.conj(spec))[:win]
-        if ac[0] <= 0:
-            continue
-        ac = ac / ac[0]
-        lag = lo + int(np.argmax(ac[lo:hi]))
-        if ac[lag] > 0.5:
-            f0s.append(sr / lag)
-    return float(np.median(f0s)) if f0s else None
+    if len(frames) == 0:
+        return None
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    spec = np.fft.rfft(frames, 2 * win, axis=1)  # all frames at once: [N, win + 1]
+    ac = np.fft.irfft(spec * np.conj(spec), axis=1)[:, :win]  # [N, win] autocorrelation
+    ok = ac[:, 0] > 0
+    ac = ac[ok] / ac[ok, :1]
+    lags = lo + np.argmax(ac[:, lo:hi], axis=1)
+    peaks = ac[np.arange(len(ac)), lags]
+    f0s = sr / lags[peaks > 0.5]
+    return float(np.median(f0s)) if f0s.size else None
 
 
 def syllables(text: str, lang: str) -> int:
