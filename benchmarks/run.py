@@ -1,7 +1,7 @@
 """Benchmarks (never asserted in tests): `make bench` writes benchmarks/results/latest.json and logs an MLflow
 run tagged nexus.kind=benchmark.
 
-    synthesis   raw `espeak-ng` on the texts, one process (the baseline), vs the project's synthesis
+    synthesis   raw `espeak-ng` on the texts, one process (the baseline) and `workers` at a time, vs the project's synthesis
                 (espeak-ng + resample + F0/rate measurement + WAV write) with 1 and `workers` processes:
                 utterances/s, real-time factor, speed-up over raw single-process (target >= 1.8x on 2 cores)
     filter      texts/s on one core (paper 3.2 filters over fortunes)
@@ -17,6 +17,7 @@ import platform
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,20 @@ def synthesis(results: dict[str, float]) -> None:
         subprocess.run(["espeak-ng", "-v", voice, "--stdout", r.text], capture_output=True, check=True)
     raw = time.perf_counter() - t
     results["synth_raw_espeak_utt_per_s"] = len(recs) / raw
+    workers = SynthesizeConfig().workers
+    t = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # each thread waits on its own espeak-ng process
+        list(
+            pool.map(
+                lambda r: subprocess.run(
+                    ["espeak-ng", "-v", "en-us" if r.lang == "en" else "cmn", "--stdout", r.text],
+                    capture_output=True,
+                    check=True,
+                ),
+                recs,
+            )
+        )
+    results[f"synth_raw_espeak_w{workers}_utt_per_s"] = len(recs) / (time.perf_counter() - t)
     for workers in (1, SynthesizeConfig().workers):
         cfg = SynthesizeConfig(workers=workers, caption_fraction=0.0)
         with tempfile.TemporaryDirectory() as tmp:

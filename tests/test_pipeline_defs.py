@@ -30,6 +30,10 @@ def test_cluster_compile_has_gpus_image_and_secrets(tmp_path: Path) -> None:
     tasks = spec["root"]["dag"]["tasks"]
     assert "close-run" in tasks and any(k.startswith("exit-handler") for k in tasks)  # MLflow run closed on exit
     executors = spec["deploymentSpec"]["executors"]
+    loops = [c for name, c in spec["components"].items() if name.startswith("comp-for-loop")]
+    assert len(loops) == 1 and "synthesize-shard" in loops[0]["dag"]["tasks"]  # shards fan out (ParallelFor)
+    text = out.read_text()
+    assert f"parallelismLimit: {prof.cluster.max_parallel_shards}" in text
     train = [e for name, e in executors.items() if "train-stage" in name]
     assert len(train) == 3
     for e in train:
