@@ -1,9 +1,10 @@
 """Benchmarks (never asserted in tests): `make bench` writes benchmarks/results/latest.json and logs an MLflow
 run tagged nexus.kind=benchmark.
 
-    synthesis   raw `espeak-ng` on the texts, one process (the baseline) and `workers` at a time, vs the project's synthesis
-                (espeak-ng + resample + F0/rate measurement + WAV write) with 1 and `workers` processes:
-                utterances/s, real-time factor, speed-up over raw single-process (target >= 1.8x on 2 cores)
+    synthesis   raw `espeak-ng` CLI on the texts, one process (the baseline) and `workers` at a time, vs the
+                project's synthesis (espeak-ng + resample + F0/rate measurement + WAV write) with 1 and
+                `workers` processes: utterances/s, real-time factor, speed-up over raw single-process
+                (target >= 1.8x on 2 cores)
     filter      texts/s on one core (paper 3.2 filters over fortunes)
     kfp.local   per-step overhead of a pipeline of no-op lightweight components
     codec/model codec2 encode/decode real-time factor, tiny-model train step time
