@@ -14,10 +14,11 @@ from components.common.paths import PROJECT_ROOT
 pytestmark = pytest.mark.slow
 
 
-def _run(home: Path) -> subprocess.CompletedProcess[str]:
+def _run(home: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`nexus-o run --profile tiny [extra...]` in a fresh process with its own NEXUS_HOME."""
     env = {**os.environ, "NEXUS_HOME": str(home), "COLUMNS": "200"}
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run", "--profile", "tiny"],
+        [sys.executable, "-m", "pipelines.cli", "run", "--profile", "tiny", *extra],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
@@ -58,25 +59,11 @@ def test_tiny_pipeline_end_to_end(tmp_path: Path) -> None:
 
 def test_failing_gate_registers_nothing(tmp_path: Path) -> None:
     """A strict threshold fails the gate: the run succeeds, nothing is registered, the reason is printed."""
-    home = tmp_path / "nexus"
-    env = {**os.environ, "NEXUS_HOME": str(home), "COLUMNS": "200"}
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.cli",
-            "run",
-            "--profile",
-            "tiny",
-            "--no-write-dvc-lock",
-            "--overrides",
-            json.dumps({"gate": {"max_metrics": {"asr_en_wer": 0.01}}}),
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
+    res = _run(
+        tmp_path / "nexus",
+        "--no-write-dvc-lock",
+        "--overrides",
+        json.dumps({"gate": {"max_metrics": {"asr_en_wer": 0.01}}}),
     )
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     assert "gate failed, nothing registered: asr_en_wer=" in res.stdout + res.stderr
@@ -89,25 +76,7 @@ def test_failing_step_fails_the_run_and_marks_the_parent(tmp_path: Path) -> None
     import mlflow
 
     home = tmp_path / "nexus"
-    env = {**os.environ, "NEXUS_HOME": str(home), "COLUMNS": "200"}
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.cli",
-            "run",
-            "--profile",
-            "tiny",
-            "--no-write-dvc-lock",
-            "--overrides",
-            json.dumps({"validate": {"min_rows": 100000}}),
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    res = _run(home, "--no-write-dvc-lock", "--overrides", json.dumps({"validate": {"min_rows": 100000}}))
     assert res.returncode == 1, res.stdout[-3000:]
     assert "expect_table_row_count_to_be_between" in res.stdout + res.stderr
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
