@@ -107,7 +107,7 @@ def tiny(vocab_size: int) -> NexusOConfig:
 def small(vocab_size: int) -> NexusOConfig:
     return NexusOConfig(
         backbone=_backbone(vocab_size, 256, 4, 8, 4, 704, 128, 4, 4, [4, 6, 6]),
-        audio_encoder=_whisper(256, 4, 4, 1024),
+        audio_encoder=_whisper(384, 4, 6, 1536),
         audio_decoder=AudioDecoderConfig(hidden_size=256, num_layers=6, num_heads=8, intermediate_size=704),
         adapter_hidden=1024,
         size="small",

