@@ -11,6 +11,16 @@ def test_dvc_yaml_matches_registry() -> None:
     assert (PROJECT_ROOT / "dvc.yaml").read_text() == render(), "run `nexus-o dvc-yaml`"
 
 
+def test_dvc_params_exist_in_the_profile_file() -> None:
+    """DVC reads params from the YAML file itself: a section left to its pydantic default breaks `dvc commit`."""
+    from pipelines.dvcgen import DVC_PROFILE
+
+    raw = yaml.safe_load((PROJECT_ROOT / "pipelines" / "profiles" / f"{DVC_PROFILE}.yaml").read_text())
+    for spec in STEPS:
+        missing = [p for p in spec.params if p not in raw]
+        assert not missing, f"{spec.name}: add {missing} to pipelines/profiles/{DVC_PROFILE}.yaml"
+
+
 def test_registry_inputs_refer_to_earlier_steps() -> None:
     seen: set[str] = set()
     for spec in STEPS:
