@@ -245,6 +245,8 @@ class NexusOForConditionalGeneration(nn.Module):
         feature_lengths: torch.Tensor | None = None,  # [N_audio]
         pixel_values: torch.Tensor | None = None,  # [N_patches, C * T_p * P * P]
         image_grid_thw: torch.Tensor | None = None,  # [N_images, 3]
+        pixel_values_videos: torch.Tensor | None = None,  # [N_video_patches, C * T_p * P * P]
+        video_grid_thw: torch.Tensor | None = None,  # [N_videos, 3]
         mm_token_type_ids: torch.Tensor | None = None,  # [B, L] 0 text, 1 image, 2 video
         audio_codes: torch.Tensor | None = None,  # [B, K, T] codec codes of the response audio
         audio_code_lengths: torch.Tensor | None = None,  # [B]
@@ -256,6 +258,8 @@ class NexusOForConditionalGeneration(nn.Module):
             attention_mask=attention_mask,
             pixel_values=pixel_values,
             image_grid_thw=image_grid_thw,
+            pixel_values_videos=pixel_values_videos,
+            video_grid_thw=video_grid_thw,
             mm_token_type_ids=mm_token_type_ids,
             output_hidden_states=True,
         )
@@ -284,6 +288,8 @@ class NexusOForConditionalGeneration(nn.Module):
         pixel_values: torch.Tensor | None = None,
         image_grid_thw: torch.Tensor | None = None,
         mm_token_type_ids: torch.Tensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_grid_thw: torch.Tensor | None = None,
     ) -> tuple[list[int], torch.Tensor]:
         """Greedy decoding for one prompt [1, L]. Returns (new token ids, hidden states of those tokens [1, N, D])."""
         embeds = self.embed(input_ids, input_features, feature_lengths)
@@ -296,6 +302,8 @@ class NexusOForConditionalGeneration(nn.Module):
                 attention_mask=torch.ones_like(ids),
                 pixel_values=pixel_values,
                 image_grid_thw=image_grid_thw,
+                pixel_values_videos=pixel_values_videos,
+                video_grid_thw=video_grid_thw,
                 mm_token_type_ids=types,
                 output_hidden_states=True,
             )

@@ -37,8 +37,10 @@ class Sample:
     input_ids: list[int]
     labels: list[int]
     features: np.ndarray | None = None  # [M, F] log-mel of the input audio
-    pixel_values: torch.Tensor | None = None
-    image_grid_thw: torch.Tensor | None = None
+    pixel_values: torch.Tensor | None = None  # [N_patches, C * 2 * 14 * 14]
+    image_grid_thw: torch.Tensor | None = None  # [1, 3]
+    pixel_values_videos: torch.Tensor | None = None  # [T/2 * N_patches, C * 2 * 14 * 14]
+    video_grid_thw: torch.Tensor | None = None  # [1, 3]
     mm_token_type_ids: list[int] = field(default_factory=list)
     codes: np.ndarray | None = None  # [K, T] codec codes of the response audio (stage 3)
 
@@ -90,12 +92,47 @@ class NexusOProcessor:
         n = int(out["attention_mask"][0].sum())
         return np.asarray(out["input_features"][0][:, :n], dtype=np.float32)
 
+    def video(self, frames: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames (PIL images, same size) -> (pixel_values_videos [T'/2 * N, C*2*14*14], video_grid_thw [1, 3]).
+
+        The video processor of transformers 5.24 imports torchvision, so frames go through the *image*
+        processor (same resize, rescale, normalisation) one by one; each result holds its frame tiled over the
+        2-frame temporal patch ([N, C, 2, 14, 14]), from which frame t's patches are taken and consecutive
+        frames are paired as Qwen2-VL's temporal patches. An odd frame count repeats the last frame.
+        """
+        if not frames:
+            raise ValueError("a video needs at least one frame")
+        frames = list(frames) + ([frames[-1]] if len(frames) % 2 else [])
+        tp = self.image_processor.temporal_patch_size
+        ps = self.image_processor.patch_size
+        per_frame: list[np.ndarray] = []
+        grid: np.ndarray | None = None
+        for f in frames:
+            out = self.image_processor(images=[f], return_tensors="np")
+            if grid is not None and not np.array_equal(out["image_grid_thw"], grid):
+                raise ValueError("all frames of a video must have the same size")
+            grid = np.asarray(out["image_grid_thw"])
+            n = int(grid[0, 1] * grid[0, 2])
+            per_frame.append(np.asarray(out["pixel_values"]).reshape(n, -1, tp, ps, ps)[:, :, 0])  # [N, C, ps, ps]
+        assert grid is not None
+        pairs = [np.stack(per_frame[i : i + tp], axis=2).reshape(n, -1) for i in range(0, len(per_frame), tp)]
+        thw = torch.tensor([[len(frames) // tp, int(grid[0, 1]), int(grid[0, 2])]])
+        return torch.from_numpy(np.concatenate(pairs)), thw
+
     def user_content(
-        self, task: str, n_audio: int | None, text: str | None, n_image: int | None, target_lang: str | None
+        self,
+        task: str,
+        n_audio: int | None,
+        text: str | None,
+        n_image: int | None,
+        target_lang: str | None,
+        n_video: int | None = None,
     ) -> str:
         parts = []
         if n_image is not None:
             parts.append("<|vision_start|>" + "<|image_pad|>" * n_image + "<|vision_end|>")
+        if n_video is not None:
+            parts.append("<|vision_start|>" + "<|video_pad|>" * n_video + "<|vision_end|>")
         if n_audio is not None:
             parts.append("<|audio_bos|>" + "<|AUDIO|>" * n_audio + "<|audio_eos|>")
         elif task == "tts":
@@ -119,8 +156,10 @@ class NexusOProcessor:
         response: str | None = None,
         target_lang: str | None = None,
         codes: np.ndarray | None = None,
+        video: list[Any] | None = None,
     ) -> Sample:
-        """Build one ChatML sample. `audio` 16 kHz mono; `response` the assistant's text (omit for inference)."""
+        """Build one ChatML sample. `audio` 16 kHz mono; `video` a list of frames; `response` the assistant's
+        text (omit for inference)."""
         feats = self.features(audio) if audio is not None else None
         n_audio = audio_token_count(feats.shape[1], self.adapter_stack) if feats is not None else None
         pixel_values = grid = None
@@ -129,17 +168,22 @@ class NexusOProcessor:
             img = self.image_processor(images=[image], return_tensors="pt")
             pixel_values, grid = img["pixel_values"], img["image_grid_thw"]
             n_image = int(grid.prod()) // (self.image_processor.merge_size**2)
-        prompt_ids = self.tokenizer(
-            self.prompt(self.user_content(task, n_audio, text, n_image, target_lang)), add_special_tokens=False
-        )["input_ids"]
+        pixel_videos = video_grid = None
+        n_video = None
+        if video is not None:
+            pixel_videos, video_grid = self.video(video)
+            n_video = int(video_grid.prod()) // (self.image_processor.merge_size**2)
+        user = self.user_content(task, n_audio, text, n_image, target_lang, n_video)
+        prompt_ids = self.tokenizer(self.prompt(user), add_special_tokens=False)["input_ids"]
         ids, labels = list(prompt_ids), [-100] * len(prompt_ids)
         if response is not None:
             resp = self.tokenizer(response, add_special_tokens=False)["input_ids"] + [self.eos_id]
             ids += resp
             labels += resp
         image_id = int(self.tokenizer.convert_tokens_to_ids("<|image_pad|>"))
-        types = [1 if t == image_id else 0 for t in ids]
-        return Sample(ids, labels, feats, pixel_values, grid, types, codes)
+        video_id = int(self.tokenizer.convert_tokens_to_ids("<|video_pad|>"))
+        types = [1 if t == image_id else 2 if t == video_id else 0 for t in ids]  # mm_token_type_ids
+        return Sample(ids, labels, feats, pixel_values, grid, pixel_videos, video_grid, types, codes)
 
     # -- a batch ----------------------------------------------------------------------------------------
     def collate(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
@@ -168,6 +212,10 @@ class NexusOProcessor:
         if images:
             batch["pixel_values"] = torch.cat([s.pixel_values for s in images])  # type: ignore[misc]
             batch["image_grid_thw"] = torch.cat([s.image_grid_thw for s in images])  # type: ignore[misc]
+        videos = [s for s in samples if s.pixel_values_videos is not None]
+        if videos:
+            batch["pixel_values_videos"] = torch.cat([s.pixel_values_videos for s in videos])  # type: ignore[misc]
+            batch["video_grid_thw"] = torch.cat([s.video_grid_thw for s in videos])  # type: ignore[misc]
         codes = [s.codes for s in samples if s.codes is not None]
         if codes:
             if len(codes) != len(samples):

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -79,3 +80,45 @@ def test_generation_shapes(tiny_model, processor, speech) -> None:  # type: igno
     codes = tiny_model.generate_speech(hidden, max_steps=12)
     assert codes.shape[0] == 8 and codes.shape[1] <= 12
     assert int(codes.max()) < tiny_model.config.audio_decoder.codebook_size
+
+
+def _frame(seed: int, size: tuple[int, int] = (56, 84)) -> Image.Image:
+    arr = (np.random.default_rng(seed).random((*size, 3)) * 255).astype("uint8")
+    return Image.fromarray(arr)
+
+
+def test_video_patching_matches_the_image_processor(processor) -> None:  # type: ignore[no-untyped-def]
+    """Two identical frames form one temporal patch equal to the image processor's (which tiles one frame)."""
+    f = _frame(1)
+    video, vgrid = processor.video([f, f])
+    img = processor.image_processor(images=[f], return_tensors="pt")
+    assert torch.equal(vgrid, img["image_grid_thw"])
+    assert torch.allclose(video, img["pixel_values"])
+    # three different frames -> padded to four -> two temporal patches; frame order is kept
+    frames = [_frame(i) for i in range(3)]
+    v3, g3 = processor.video(frames)
+    assert g3.tolist() == [[2, *img["image_grid_thw"][0, 1:].tolist()]]
+    n = int(g3[0, 1] * g3[0, 2])
+    first = processor.video([frames[0], frames[0]])[0].reshape(n, 3, 2, 14, 14)[:, :, 0]
+    assert torch.allclose(v3[:n].reshape(n, 3, 2, 14, 14)[:, :, 0], first)
+    with pytest.raises(ValueError, match="same size"):
+        processor.video([_frame(0), _frame(1, (112, 112))])
+
+
+def test_mixed_modality_batch_forward_backward(tiny_model, processor, speech) -> None:  # type: ignore[no-untyped-def]
+    """text-only, image+text, video+text, audio+text and image+audio+text samples in one batch."""
+    img = _frame(3)
+    samples = [
+        processor.encode("chat", text="what is two plus two", response="four"),
+        processor.encode("vqa", image=img, text="what is this", response="noise"),
+        processor.encode("vqa", video=[_frame(4), _frame(5)], text="what happens", response="nothing"),
+        processor.encode("asr", audio=speech[0], response="three seven one nine"),
+        processor.encode("vqa", image=img, audio=speech[1], response="noise"),
+    ]
+    batch = processor.collate(samples)
+    assert (batch["mm_token_type_ids"] == 2).sum() > 0 and (batch["mm_token_type_ids"] == 1).sum() > 0
+    out = tiny_model(**batch)
+    assert out.text_loss is not None and torch.isfinite(out.text_loss)
+    out.text_loss.backward()
+    assert tiny_model.backbone.model.visual.patch_embed.proj.weight.grad is not None
+    assert tiny_model.audio_adapter.fc1.weight.grad is not None
