@@ -192,10 +192,29 @@ class NexusOOutput:
     hidden_states: torch.Tensor  # [B, L, D_llm], last layer
 
 
+# Named parameter groups (the freeze policies act on these): group -> parameter-name prefixes, first match wins.
+PARAMETER_GROUPS: dict[str, tuple[str, ...]] = {
+    "audio_encoder": ("audio_encoder.",),
+    "audio_adapter": ("audio_adapter.",),
+    "vision_adapter": ("backbone.model.visual.merger.",),
+    "vision_encoder": ("backbone.model.visual.",),
+    "llm": ("backbone.model.language_model.",),
+    "lm_head": ("backbone.lm_head.",),
+    "audio_decoder": ("audio_decoder.",),
+}
+
+
+def parameter_group(name: str) -> str:
+    """The group of a parameter name; every parameter of the model belongs to exactly one."""
+    for group, prefixes in PARAMETER_GROUPS.items():
+        if name.startswith(prefixes):
+            return group
+    raise KeyError(f"parameter {name} is in no group; extend PARAMETER_GROUPS")
+
+
 class NexusOForConditionalGeneration(nn.Module):
-    """The whole model. Parameter groups (the freeze policy acts on these names):
-    `backbone.model.visual` (vision encoder + merger/adapter), `backbone.model.language_model` + `backbone.lm_head`
-    (LLM), `audio_encoder`, `audio_adapter`, `audio_decoder`.
+    """The whole model: backbone (vision encoder + vision adapter + LLM + LM head), audio encoder, audio adapter,
+    AR audio decoder. `PARAMETER_GROUPS` names the parameter groups the freeze policies act on.
     """
 
     def __init__(self, config: NexusOConfig) -> None:

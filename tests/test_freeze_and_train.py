@@ -9,15 +9,6 @@ from components.train.core import params_digest
 from components.train.freeze import TRAINABLE, apply_freeze_policy
 from components.train.trainer import train_stage
 
-GROUPS = {
-    "audio_encoder.": "audio_encoder",
-    "audio_adapter.": "audio_adapter",
-    "audio_decoder.": "audio_decoder",
-    "backbone.model.visual.merger.": "vision_adapter",
-    "backbone.model.visual.": "vision_encoder",
-    "backbone.model.language_model.": "llm",
-    "backbone.lm_head.": "lm_head",
-}
 EXPECTED = {
     1: {"audio_encoder", "audio_adapter"},
     2: {"audio_adapter", "vision_adapter", "llm", "lm_head"},
@@ -26,7 +17,9 @@ EXPECTED = {
 
 
 def group(name: str) -> str:
-    return next(g for prefix, g in GROUPS.items() if name.startswith(prefix))
+    from model.modeling_nexus_o import parameter_group
+
+    return parameter_group(name)
 
 
 def _batch(stage: int, processor, speech):  # type: ignore[no-untyped-def]
@@ -106,3 +99,14 @@ def test_training_resumes_from_its_own_state(tmp_path, tiny_model, processor, sp
         save_every=1,
     )
     assert second.resumed_from_step == 1 and len(second.losses) == 1
+
+
+def test_every_parameter_has_one_named_group(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    from model.modeling_nexus_o import PARAMETER_GROUPS, parameter_group
+
+    seen = {parameter_group(n) for n, _ in tiny_model.named_parameters()}
+    assert seen == set(PARAMETER_GROUPS)
+    names = dict(tiny_model.named_parameters())
+    assert parameter_group(next(n for n in names if n.startswith("backbone.model.visual.merger."))) == "vision_adapter"
+    assert parameter_group(next(n for n in names if n.startswith("backbone.model.visual.blocks."))) == "vision_encoder"
+    assert parameter_group("backbone.model.language_model.embed_tokens.weight") == "llm"

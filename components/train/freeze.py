@@ -1,4 +1,4 @@
-"""The paper's freeze policy (figure 4), as parameter-name prefixes of NexusOForConditionalGeneration.
+"""The paper's freeze policy (figure 4), over the model's named parameter groups (model.PARAMETER_GROUPS).
 
 stage 1 audio alignment: audio encoder + audio adapter train; LLM, LM head, vision frozen
         (the 7B profile also trains the new audio special-token embedding rows - issue 5)
@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from model.modeling_nexus_o import parameter_group
+
 TRAINABLE: dict[int, tuple[str, ...]] = {
-    1: ("audio_encoder.", "audio_adapter."),
-    2: ("audio_adapter.", "backbone.model.visual.merger.", "backbone.model.language_model.", "backbone.lm_head."),
-    3: ("audio_decoder.",),
+    1: ("audio_encoder", "audio_adapter"),
+    2: ("audio_adapter", "vision_adapter", "llm", "lm_head"),
+    3: ("audio_decoder",),
 }
 
 
@@ -21,14 +23,14 @@ def apply_freeze_policy(model: nn.Module, stage: int) -> tuple[int, int]:
     """Set requires_grad by stage. Returns (trainable, frozen) parameter counts."""
     if stage not in TRAINABLE:
         raise ValueError(f"unknown stage {stage}; stages are {sorted(TRAINABLE)}")
-    prefixes = TRAINABLE[stage]
+    groups = TRAINABLE[stage]
     trainable = frozen = 0
     for name, p in model.named_parameters():
-        p.requires_grad = name.startswith(prefixes)
+        p.requires_grad = parameter_group(name) in groups
         if p.requires_grad:
             trainable += p.numel()
         else:
             frozen += p.numel()
     if trainable == 0:
-        raise RuntimeError(f"stage {stage}: no parameter matches {prefixes}; the model's module names changed")
+        raise RuntimeError(f"stage {stage}: no parameter in groups {groups}; the model's module names changed")
     return trainable, frozen
