@@ -7,7 +7,8 @@ run tagged nexus.kind=benchmark.
                 (target >= 1.8x on 2 cores)
     filter      texts/s on one core (paper 3.2 filters over fortunes)
     kfp.local   per-step overhead of a pipeline of no-op lightweight components
-    codec/model codec2 encode/decode real-time factor, tiny-model train step time
+    codec/model codec2 encode/decode real-time factor, tiny-model train step time, codec intelligibility
+    small       forward+backward tokens/s of the `small` model and its fraction of measured matmul FLOP/s
 
 No `from __future__ import annotations`: the kfp.local benchmark defines components, and KFP reads real annotations.
 """
@@ -169,6 +170,54 @@ def codec_intelligibility(results: dict[str, float]) -> None:
     results["codec2_wer_utterances"] = float(len(refs))
 
 
+def small_model_throughput(results: dict[str, float]) -> None:
+    """Forward+backward tokens/s of the `small` model on CPU, and its fraction of the machine's matmul FLOP/s
+    (model FLOPs estimated as 6 x parameters x the tokens or frames each part processes; attention ignored)."""
+    import torch
+
+    from components.synthesize.core import default_backend, parse_speaker
+    from model.builders import build_model
+    from model.processor import NexusOProcessor
+    from model.tokenizer import train_tokenizer
+
+    n = 1024
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(20):
+        a @ b
+    results["matmul_gflops"] = 20 * 2 * n**3 / (time.perf_counter() - t) / 1e9
+    text = "the quick brown fox jumps over the lazy dog three seven one nine"
+    tok = train_tokenizer([text] * 20, 2000)
+    proc = NexusOProcessor.build(tok)
+    model = build_model("small", len(tok))
+    wav = default_backend().synthesize(text, "en", parse_speaker("en-us:p50:s170"), 16000)
+    batch = proc.collate([proc.encode("asr", audio=wav, response=text) for _ in range(4)])
+    from model.modeling_nexus_o import encoder_frames, parameter_group
+
+    tokens = int(batch["attention_mask"].sum())
+    frames = sum(encoder_frames(int(f)) for f in batch["feature_lengths"])
+    by_group: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        if "embed_tokens" not in name and "embed_positions" not in name:  # lookups cost no FLOPs
+            by_group[parameter_group(name)] = by_group.get(parameter_group(name), 0) + p.numel()
+    # 6 x params x items each part really processes: LLM + LM head per token, encoder per frame, adapter per 5 frames
+    work = (by_group["llm"] + by_group["lm_head"]) * tokens + by_group["audio_encoder"] * frames
+    work += by_group["audio_adapter"] * (frames // 5)
+    params = sum(p.numel() for p in model.parameters())
+    model(**batch).loss.backward()  # type: ignore[union-attr]  # warm-up
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        model(**batch).loss.backward()  # type: ignore[union-attr]
+        times.append(time.perf_counter() - t)
+    step = float(np.median(times))
+    results["small_params_m"] = params / 1e6
+    results["small_fwd_bwd_tokens_per_s"] = tokens / step
+    results["small_fwd_bwd_gflops"] = 6 * work / step / 1e9
+    results["small_fraction_of_matmul_flops"] = results["small_fwd_bwd_gflops"] / results["matmul_gflops"]
+
+
 def main() -> None:
     from components.common.paths import set_offline_env
 
@@ -180,6 +229,7 @@ def main() -> None:
         ("kfp", kfp_overhead),
         ("codec_model", codec_and_model),
         ("codec_intelligibility", codec_intelligibility),
+        ("small_model", small_model_throughput),
     ):
         t = time.perf_counter()
         fn(results)
