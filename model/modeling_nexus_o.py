@@ -309,32 +309,63 @@ class NexusOForConditionalGeneration(nn.Module):
         mm_token_type_ids: torch.Tensor | None = None,
         pixel_values_videos: torch.Tensor | None = None,
         video_grid_thw: torch.Tensor | None = None,
+        use_cache: bool = True,
     ) -> tuple[list[int], torch.Tensor]:
-        """Greedy decoding for one prompt [1, L]. Returns (new token ids, hidden states of those tokens [1, N, D])."""
+        """Greedy decoding for one prompt [1, L]. Returns (new token ids, hidden states of those tokens [1, N, D]).
+
+        With `use_cache` the prompt (audio, image, video) is encoded once and each new token reuses the KV cache
+        (M-RoPE deltas from the prefill carry the positions); without it every step re-runs the whole sequence
+        (the reference the cached path is tested against).
+        """
+        from transformers import DynamicCache
+
         embeds = self.embed(input_ids, input_features, feature_lengths)
-        ids, new, states = input_ids, [], []
         types = mm_token_type_ids if mm_token_type_ids is not None else torch.zeros_like(input_ids)
+        vision = {
+            "pixel_values": pixel_values,
+            "image_grid_thw": image_grid_thw,
+            "pixel_values_videos": pixel_values_videos,
+            "video_grid_thw": video_grid_thw,
+        }
+        self.backbone.model.rope_deltas = None  # never reuse M-RoPE offsets of an earlier prompt
+        cache = DynamicCache() if use_cache else None
+        out = self.backbone(
+            input_ids=input_ids,
+            inputs_embeds=embeds,
+            mm_token_type_ids=types,
+            cache=cache,
+            use_cache=use_cache,
+            output_hidden_states=True,
+            **vision,
+        )
+        ids, new, states = input_ids, [], []
         for _ in range(max_new_tokens):
-            out = self.backbone(
-                input_ids=ids,
-                inputs_embeds=embeds,
-                attention_mask=torch.ones_like(ids),
-                pixel_values=pixel_values,
-                image_grid_thw=image_grid_thw,
-                pixel_values_videos=pixel_values_videos,
-                video_grid_thw=video_grid_thw,
-                mm_token_type_ids=types,
-                output_hidden_states=True,
-            )
             nxt = int(out.logits[0, -1].argmax())
             if nxt == eos_token_id:
                 break
             new.append(nxt)
-            tok = torch.tensor([[nxt]], device=ids.device)
-            ids = torch.cat([ids, tok], 1)
-            types = torch.cat([types, torch.zeros_like(tok)], 1)
-            embeds = torch.cat([embeds, self.backbone.get_input_embeddings()(tok)], 1)
             states.append(out.hidden_states[-1][:, -1:])
+            tok = torch.tensor([[nxt]], device=input_ids.device)
+            tok_embed = self.backbone.get_input_embeddings()(tok)
+            if len(new) == max_new_tokens:
+                break
+            if use_cache:
+                out = self.backbone(
+                    input_ids=tok,
+                    inputs_embeds=tok_embed,
+                    mm_token_type_ids=torch.zeros_like(tok),
+                    cache=cache,
+                    use_cache=True,
+                    output_hidden_states=True,
+                )
+            else:
+                ids = torch.cat([ids, tok], 1)
+                types = torch.cat([types, torch.zeros_like(tok)], 1)
+                embeds = torch.cat([embeds, tok_embed], 1)
+                self.backbone.model.rope_deltas = None
+                out = self.backbone(
+                    input_ids=ids, inputs_embeds=embeds, mm_token_type_ids=types, output_hidden_states=True, **vision
+                )
         hidden = torch.cat(states, 1) if states else embeds[:, -1:]
         return new, hidden
 

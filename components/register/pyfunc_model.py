@@ -94,15 +94,15 @@ class NexusOPyfunc(PythonModel):
             target_lang=target_lang,
         )
         batch = self.proc.collate([sample])
-        extra = {
-            k: batch[k] for k in ("input_features", "feature_lengths", "pixel_values", "image_grid_thw") if k in batch
-        }
         ids, hidden = self.model.generate_text(
             batch["input_ids"],
             self.max_new_tokens,
             self.proc.eos_id,
+            input_features=batch.get("input_features"),
+            feature_lengths=batch.get("feature_lengths"),
+            pixel_values=batch.get("pixel_values"),
+            image_grid_thw=batch.get("image_grid_thw"),
             mm_token_type_ids=batch["mm_token_type_ids"],
-            **extra,
         )
         out_audio = None
         if bool(row.get("return_audio")) or task == "s2s":
