@@ -66,14 +66,17 @@ def _backbone(
     }
 
 
-def _whisper(d: int, layers: int, heads: int, ffn: int, mels: int = 80) -> dict[str, Any]:
+def whisper_encoder_config(
+    d: int, layers: int, heads: int, ffn: int, mels: int = 80, positions: int = 1500
+) -> dict[str, Any]:
+    """WhisperConfig kwargs for an encoder of the given size (the decoder part is a minimal placeholder)."""
     return {
         "d_model": d,
         "encoder_layers": layers,
         "encoder_attention_heads": heads,
         "encoder_ffn_dim": ffn,
         "num_mel_bins": mels,
-        "max_source_positions": 1500,
+        "max_source_positions": positions,
         "decoder_layers": 1,
         "decoder_attention_heads": heads,
         "decoder_ffn_dim": ffn,
@@ -96,7 +99,7 @@ def _ids() -> dict[str, int]:
 def tiny(vocab_size: int) -> NexusOConfig:
     return NexusOConfig(
         backbone=_backbone(vocab_size, 64, 2, 4, 2, 128, 32, 2, 2, [2, 3, 3]),
-        audio_encoder=_whisper(64, 2, 4, 128),
+        audio_encoder=whisper_encoder_config(64, 2, 4, 128),
         audio_decoder=AudioDecoderConfig(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128),
         adapter_hidden=128,
         size="tiny",
@@ -107,7 +110,7 @@ def tiny(vocab_size: int) -> NexusOConfig:
 def small(vocab_size: int) -> NexusOConfig:
     return NexusOConfig(
         backbone=_backbone(vocab_size, 256, 4, 8, 4, 704, 128, 4, 4, [4, 6, 6]),
-        audio_encoder=_whisper(384, 4, 6, 1536),
+        audio_encoder=whisper_encoder_config(384, 4, 6, 1536),
         audio_decoder=AudioDecoderConfig(hidden_size=256, num_layers=6, num_heads=8, intermediate_size=704),
         adapter_hidden=1024,
         size="small",
@@ -119,7 +122,7 @@ def nexus_o_7b(vocab_size: int) -> NexusOConfig:
     """Paper sizes: Qwen2.5-VL-7B backbone, Whisper-large-v3 encoder (1280 x 32, 128 mels)."""
     return NexusOConfig(
         backbone=_backbone(vocab_size, 3584, 28, 28, 4, 18944, 1280, 32, 16, [16, 24, 24]),
-        audio_encoder=_whisper(1280, 32, 20, 5120, mels=128),
+        audio_encoder=whisper_encoder_config(1280, 32, 20, 5120, mels=128),
         audio_decoder=AudioDecoderConfig(hidden_size=1024, num_layers=6, num_heads=16, intermediate_size=4096),
         adapter_hidden=4096,
         size="7b",

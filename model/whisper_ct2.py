@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.builders import whisper_encoder_config
+
 # CTranslate2 DataType enum: 0 float32, 1 int8, 2 int16, 3 int32, 4 float16, 5 bfloat16 (read as float16 bits)
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 
@@ -89,22 +91,7 @@ def whisper_encoder_from_ct2(model_dir: Path) -> tuple[dict[str, Any], dict[str,
     heads = int(np.asarray(v["encoder/num_heads"]).reshape(-1)[0])
     ffn = int(v["encoder/layer_0/ffn/linear_0/weight"].shape[0])
     positions = int(v["encoder/position_encodings/encodings"].shape[0])
-    cfg = {
-        "d_model": d_model,
-        "encoder_layers": n_layers,
-        "encoder_attention_heads": heads,
-        "encoder_ffn_dim": ffn,
-        "num_mel_bins": mels,
-        "max_source_positions": positions,
-        "decoder_layers": 1,
-        "decoder_attention_heads": heads,
-        "decoder_ffn_dim": ffn,
-        "vocab_size": 8,
-        "pad_token_id": 0,
-        "bos_token_id": 1,
-        "eos_token_id": 2,
-        "decoder_start_token_id": 1,
-    }
+    cfg = whisper_encoder_config(d_model, n_layers, heads, ffn, mels, positions)
     state: dict[str, torch.Tensor] = {
         "conv1.weight": t("encoder/conv1/weight"),
         "conv1.bias": t("encoder/conv1/bias"),
