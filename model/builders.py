@@ -88,7 +88,7 @@ def whisper_encoder_config(
     }
 
 
-def _ids() -> dict[str, int]:
+def _ids() -> dict[str, Any]:
     return {
         "audio_token_id": SPECIAL_IDS["<|AUDIO|>"],
         "audio_bos_id": SPECIAL_IDS["<|audio_bos|>"],

@@ -42,6 +42,9 @@ class NexusOConfig:
     audio_token_id: int = 8
     audio_bos_id: int = 7
     audio_eos_id: int = 9
+    # token ids whose input embeddings live in `new_token_embeddings` (the audio special tokens added to a
+    # pretrained tokenizer: they train in stage 1 while the rest of the LLM is frozen); empty for local sizes
+    new_token_ids: list[int] = field(default_factory=list)
     size: str = "tiny"
 
     def to_dict(self) -> dict[str, Any]:

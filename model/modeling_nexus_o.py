@@ -7,7 +7,8 @@ autoregressive audio decoder over 8 delayed codec codebooks. Reads top to bottom
     NexusOForConditionalGeneration
         forward       audio tokens replace <|AUDIO|> embeddings; Qwen2.5-VL does the rest (vision included);
                       text loss on labels, audio loss on delayed codes when `audio_codes` are given
-        generate_text / generate_speech   greedy decoding (no KV cache: small models, clarity first)
+        generate_text     batched greedy decoding, left padding, KV cache, per-row end tokens
+        generate_speech   LLM hidden states of the answer -> AR decoder -> delayed codes -> reverted codes
 
 No training loop and no distributed code here: the trainer (components/train) owns DeepSpeed.
 """
@@ -45,9 +46,9 @@ class AudioEncoder(nn.Module):
     to 30 s. Frames past an utterance's real length are zeroed in the output.
     """
 
-    def __init__(self, config: WhisperConfig) -> None:
+    def __init__(self, config: WhisperConfig, encoder: WhisperEncoder | None = None) -> None:
         super().__init__()
-        self.encoder = WhisperEncoder(config)
+        self.encoder = encoder or WhisperEncoder(config)
 
     def forward(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """input_features [B, M, F], feature_lengths [B] (mel frames) -> (hidden [B, T, D], lengths [B])."""
@@ -183,6 +184,29 @@ class ARAudioDecoder(nn.Module):
         return codes.masked_fill(codes >= cfg.codebook_size, 0)
 
 
+class NewTokenEmbeddings(nn.Module):
+    """Input embeddings of tokens added to a pretrained vocabulary (the 7B profile's audio special tokens).
+
+    They are their own parameter group, so stage 1 can train them while the pretrained embedding matrix stays
+    frozen (no row-masked gradients, no weight decay leaking into frozen rows). Rows for these ids in the
+    backbone's embedding matrix are never read.
+    """
+
+    def __init__(self, token_ids: list[int], hidden: int) -> None:
+        super().__init__()
+        self.token_ids: torch.Tensor
+        self.register_buffer("token_ids", torch.tensor(token_ids, dtype=torch.long), persistent=False)
+        self.weight = nn.Parameter(torch.randn(len(token_ids), hidden) * 0.02)
+
+    def forward(self, input_ids: torch.Tensor, base: nn.Module) -> torch.Tensor:
+        """input_ids [B, L] -> embeddings [B, L, D]: `base` rows, with the new tokens' rows from `weight`."""
+        hits = torch.eq(input_ids[..., None], self.token_ids)  # [B, L, N]
+        is_new = hits.any(-1)
+        embeds: torch.Tensor = base(input_ids.masked_fill(is_new, 0))
+        new = self.weight[hits.long().argmax(-1)].to(embeds.dtype)  # [B, L, D]
+        return torch.where(is_new[..., None], new, embeds)
+
+
 @dataclass
 class NexusOOutput:
     loss: torch.Tensor | None
@@ -201,6 +225,7 @@ PARAMETER_GROUPS: dict[str, tuple[str, ...]] = {
     "llm": ("backbone.model.language_model.",),
     "lm_head": ("backbone.lm_head.",),
     "audio_decoder": ("audio_decoder.",),
+    "new_token_embeddings": ("new_token_embeddings.",),
 }
 
 
@@ -217,15 +242,25 @@ class NexusOForConditionalGeneration(nn.Module):
     AR audio decoder. `PARAMETER_GROUPS` names the parameter groups the freeze policies act on.
     """
 
-    def __init__(self, config: NexusOConfig) -> None:
+    def __init__(
+        self,
+        config: NexusOConfig,
+        backbone: Qwen2_5_VLForConditionalGeneration | None = None,
+        audio_encoder: WhisperEncoder | None = None,
+    ) -> None:
+        """`backbone` / `audio_encoder`: pretrained modules to use instead of randomly initialised ones
+        (model/pretrained.py passes Qwen2.5-VL and Whisper checkpoints); their configs must match `config`."""
         super().__init__()
         self.config = config
-        self.backbone = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**config.backbone))
+        self.backbone = backbone or Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**config.backbone))
         wcfg = WhisperConfig(**config.audio_encoder)
-        self.audio_encoder = AudioEncoder(wcfg)
+        self.audio_encoder = AudioEncoder(wcfg, audio_encoder)
         llm_hidden = int(config.backbone["text_config"]["hidden_size"])
         self.audio_adapter = AudioAdapter(wcfg.d_model, config.adapter_hidden, llm_hidden, config.adapter_stack)
         self.audio_decoder = ARAudioDecoder(config.audio_decoder, llm_hidden)
+        self.new_token_embeddings = (
+            NewTokenEmbeddings(config.new_token_ids, llm_hidden) if config.new_token_ids else None
+        )
 
     # -- embeddings -------------------------------------------------------------------------------------
     def audio_embeddings(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> list[torch.Tensor]:
@@ -241,7 +276,8 @@ class NexusOForConditionalGeneration(nn.Module):
         feature_lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Token embeddings [B, L, D] with <|AUDIO|> positions replaced by audio token embeddings."""
-        embeds = self.backbone.get_input_embeddings()(input_ids)
+        table = self.backbone.get_input_embeddings()
+        embeds = table(input_ids) if self.new_token_embeddings is None else self.new_token_embeddings(input_ids, table)
         if input_features is None:
             return embeds
         assert feature_lengths is not None
@@ -301,7 +337,8 @@ class NexusOForConditionalGeneration(nn.Module):
         self,
         input_ids: torch.Tensor,
         max_new_tokens: int,
-        eos_token_id: int,
+        eos_token_id: int | list[int],
+        attention_mask: torch.Tensor | None = None,
         input_features: torch.Tensor | None = None,
         feature_lengths: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
@@ -310,16 +347,23 @@ class NexusOForConditionalGeneration(nn.Module):
         pixel_values_videos: torch.Tensor | None = None,
         video_grid_thw: torch.Tensor | None = None,
         use_cache: bool = True,
-    ) -> tuple[list[int], torch.Tensor]:
-        """Greedy decoding for one prompt [1, L]. Returns (new token ids, hidden states of those tokens [1, N, D]).
+    ) -> tuple[list[list[int]], list[torch.Tensor]]:
+        """Batched greedy decoding. input_ids [B, L] LEFT-padded (`NexusOProcessor.collate(..., padding_side=
+        "left")`), attention_mask [B, L] (1 = real token). A row stops at its first end token (not returned).
 
-        With `use_cache` the prompt (audio, image, video) is encoded once and each new token reuses the KV cache
-        (M-RoPE deltas from the prefill carry the positions); without it every step re-runs the whole sequence
-        (the reference the cached path is tested against).
+        Returns (new token ids per row, the hidden states that predicted them per row: [N_b, D_llm] each) - the
+        same states `response_states` gathers when the answer is teacher-forced, so they feed `generate_speech`.
+
+        3-D M-RoPE positions are computed once from the prompt (`get_rope_index` over real tokens only); each
+        new token of row b sits at position (real prompt length + steps so far + delta_b), delta_b being the
+        row's vision offset. With `use_cache` the prompt (audio, image, video) is encoded once and new tokens
+        reuse the KV cache; without it every step re-runs the whole sequence (the reference it is tested against).
         """
         from transformers import DynamicCache
 
-        embeds = self.embed(input_ids, input_features, feature_lengths)
+        b = input_ids.shape[0]
+        eos = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id))
+        mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
         types = mm_token_type_ids if mm_token_type_ids is not None else torch.zeros_like(input_ids)
         vision = {
             "pixel_values": pixel_values,
@@ -327,46 +371,69 @@ class NexusOForConditionalGeneration(nn.Module):
             "pixel_values_videos": pixel_values_videos,
             "video_grid_thw": video_grid_thw,
         }
-        self.backbone.model.rope_deltas = None  # never reuse M-RoPE offsets of an earlier prompt
+        embeds = self.embed(input_ids, input_features, feature_lengths)
+        rope = self.backbone.model
+        rope.rope_deltas = None  # positions are passed explicitly; never reuse an earlier prompt's offsets
+        positions, deltas = rope.get_rope_index(input_ids, types, image_grid_thw, video_grid_thw, attention_mask=mask)
+        next_pos = mask.sum(1) + deltas.view(-1).to(mask.device)  # [B] position of each row's next token
+        pad = int(self.config.backbone["text_config"].get("pad_token_id") or 0)
         cache = DynamicCache() if use_cache else None
         out = self.backbone(
             input_ids=input_ids,
             inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=positions,
             mm_token_type_ids=types,
             cache=cache,
             use_cache=use_cache,
             output_hidden_states=True,
             **vision,
         )
-        ids, new, states = input_ids, [], []
-        for _ in range(max_new_tokens):
-            nxt = int(out.logits[0, -1].argmax())
-            if nxt == eos_token_id:
+        new: list[list[int]] = [[] for _ in range(b)]
+        states: list[list[torch.Tensor]] = [[] for _ in range(b)]
+        done = torch.zeros(b, dtype=torch.bool)
+        for step in range(max_new_tokens):
+            nxt = out.logits[:, -1].argmax(-1).cpu()  # [B]
+            done |= torch.isin(nxt, eos)
+            last = out.hidden_states[-1][:, -1]  # [B, D]
+            for i in torch.nonzero(~done).view(-1).tolist():
+                new[i].append(int(nxt[i]))
+                states[i].append(last[i])
+            if bool(done.all()) or step == max_new_tokens - 1:
                 break
-            new.append(nxt)
-            states.append(out.hidden_states[-1][:, -1:])
-            tok = torch.tensor([[nxt]], device=input_ids.device)
-            tok_embed = self.backbone.get_input_embeddings()(tok)
-            if len(new) == max_new_tokens:
-                break
+            tok = torch.where(done, pad, nxt)[:, None].to(input_ids.device)  # [B, 1]
+            pos = next_pos.view(1, b, 1).expand(3, b, 1)
+            next_pos = next_pos + 1
+            mask = torch.cat([mask, torch.ones_like(tok)], 1)
             if use_cache:
                 out = self.backbone(
                     input_ids=tok,
-                    inputs_embeds=tok_embed,
+                    inputs_embeds=self.embed(tok),
+                    attention_mask=mask,
+                    position_ids=pos,
                     mm_token_type_ids=torch.zeros_like(tok),
                     cache=cache,
                     use_cache=True,
                     output_hidden_states=True,
                 )
             else:
-                ids = torch.cat([ids, tok], 1)
+                input_ids = torch.cat([input_ids, tok], 1)
                 types = torch.cat([types, torch.zeros_like(tok)], 1)
-                embeds = torch.cat([embeds, tok_embed], 1)
-                self.backbone.model.rope_deltas = None
-                out = self.backbone(
-                    input_ids=ids, inputs_embeds=embeds, mm_token_type_ids=types, output_hidden_states=True, **vision
+                embeds = torch.cat([embeds, self.embed(tok)], 1)
+                positions, _ = rope.get_rope_index(  # from scratch: the reference for `next_pos`
+                    input_ids, types, image_grid_thw, video_grid_thw, attention_mask=mask
                 )
-        hidden = torch.cat(states, 1) if states else embeds[:, -1:]
+                out = self.backbone(
+                    input_ids=input_ids,
+                    inputs_embeds=embeds,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    mm_token_type_ids=types,
+                    output_hidden_states=True,
+                    **vision,
+                )
+        width = embeds.shape[-1]
+        hidden = [torch.stack(s) if s else embeds.new_zeros(0, width) for s in states]
         return new, hidden
 
     @torch.no_grad()
@@ -378,8 +445,9 @@ class NexusOForConditionalGeneration(nn.Module):
 
     @torch.no_grad()
     def generate_speech(self, text_hidden: torch.Tensor, max_steps: int | None = None) -> torch.Tensor:
-        """text_hidden [1, L, D] -> codec codes [K, T]."""
-        return self.audio_decoder.generate(text_hidden, max_steps or self.config.audio_decoder.max_steps)
+        """text_hidden [L, D] or [1, L, D] -> codec codes [K, T]."""
+        hidden = text_hidden if text_hidden.dim() == 3 else text_hidden[None]
+        return self.audio_decoder.generate(hidden, max_steps or self.config.audio_decoder.max_steps)
 
     # -- checkpoints (safetensors + config.json) -------------------------------------------------------
     def save_pretrained(self, directory: Path) -> None:

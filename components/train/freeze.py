@@ -1,8 +1,10 @@
 """The paper's freeze policy (figure 4), over the model's named parameter groups (model.PARAMETER_GROUPS).
 
 stage 1 audio alignment: audio encoder + audio adapter train; LLM, LM head, vision frozen
-        (the 7B profile also trains the new audio special-token embedding rows - issue 5)
-stage 2 audio SFT:       audio adapter, vision adapter (merger), LLM and LM head train; encoders frozen
+        + the new audio special-token embeddings (group `new_token_embeddings`, only on pretrained
+        backbones whose tokenizer gained those tokens: the 7B profile)
+stage 2 audio SFT:       audio adapter, vision adapter (merger), LLM (+ new token embeddings), LM head train;
+        encoders frozen
 stage 3 audio output:    only the AR audio decoder trains
 """
 
@@ -13,8 +15,8 @@ from torch import nn
 from model.modeling_nexus_o import parameter_group
 
 TRAINABLE: dict[int, tuple[str, ...]] = {
-    1: ("audio_encoder", "audio_adapter"),
-    2: ("audio_adapter", "vision_adapter", "llm", "lm_head"),
+    1: ("audio_encoder", "audio_adapter", "new_token_embeddings"),
+    2: ("audio_adapter", "vision_adapter", "llm", "lm_head", "new_token_embeddings"),
     3: ("audio_decoder",),
 }
 
