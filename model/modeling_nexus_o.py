@@ -146,6 +146,16 @@ class ARAudioDecoder(nn.Module):
         self, codes: torch.Tensor, code_lengths: torch.Tensor, text_hidden: torch.Tensor, text_lengths: torch.Tensor
     ) -> torch.Tensor:
         """Masked CE over the delayed codebooks. codes [B, K, T] (padded), code_lengths [B]."""
+        inputs, target = self.teacher_forcing(codes, code_lengths)
+        logits = self(inputs, text_hidden, text_lengths)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=-100)
+
+    def teacher_forcing(self, codes: torch.Tensor, code_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """codes [B, K, T] (padded), code_lengths [B] -> (inputs [B, K, S], targets [B, K, S]), S = T + K.
+
+        EOS is appended after each utterance's last frame, the delay pattern applied; step s's input predicts
+        step s + 1; targets are -100 where the delayed grid holds the special/pad id.
+        """
         cfg = self.config
         t = codes.shape[-1]
         steps = torch.arange(t + 1, device=codes.device)[None, None, :]
@@ -153,9 +163,8 @@ class ARAudioDecoder(nn.Module):
         full = torch.where(steps == code_lengths[:, None, None], torch.full_like(full, cfg.eos_id), full)
         full = torch.where(steps > code_lengths[:, None, None], torch.full_like(full, cfg.special_id), full)
         delayed = build_delay_pattern(full, cfg.special_id)  # [B, K, T + 1 + K]
-        logits = self(delayed[..., :-1], text_hidden, text_lengths)  # predicts delayed[..., 1:]
         target = delayed[..., 1:].masked_fill(delayed[..., 1:] == cfg.special_id, -100)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=-100)
+        return delayed[..., :-1], target
 
     @torch.no_grad()
     def generate(self, text_hidden: torch.Tensor, max_steps: int) -> torch.Tensor:

@@ -127,6 +127,7 @@ class NexusOProcessor:
         n_image: int | None,
         target_lang: str | None,
         n_video: int | None = None,
+        spoken: str | None = None,
     ) -> str:
         parts = []
         if n_image is not None:
@@ -135,11 +136,13 @@ class NexusOProcessor:
             parts.append("<|vision_start|>" + "<|video_pad|>" * n_video + "<|vision_end|>")
         if n_audio is not None:
             parts.append("<|audio_bos|>" + "<|AUDIO|>" * n_audio + "<|audio_eos|>")
+        elif spoken is not None:
+            parts.append(f"<|audio_bos|>{spoken}<|audio_eos|>")
         elif task == "tts":
             parts.append(f"<|audio_bos|>{text}<|audio_eos|>")
         key = f"s2tt_{target_lang or 'en'}" if task == "s2tt" else task
         instruction = INSTRUCTIONS.get(key, "")
-        if task in ("chat", "vqa") and n_audio is None and text:
+        if task in ("chat", "vqa") and n_audio is None and spoken is None and text:
             instruction = text
         return "".join(parts) + instruction
 
@@ -157,9 +160,13 @@ class NexusOProcessor:
         target_lang: str | None = None,
         codes: np.ndarray | None = None,
         video: list[Any] | None = None,
+        spoken: str | None = None,
     ) -> Sample:
         """Build one ChatML sample. `audio` 16 kHz mono; `video` a list of frames; `response` the assistant's
-        text (omit for inference)."""
+        text (omit for inference); `spoken` the words of the audio written between <|audio_bos|> and
+        <|audio_eos|> in place of audio tokens (stage 0's text version of an audio task)."""
+        if spoken is not None and audio is not None:
+            raise ValueError("give either `audio` or its text `spoken`, not both")
         feats = self.features(audio) if audio is not None else None
         n_audio = audio_token_count(feats.shape[1], self.adapter_stack) if feats is not None else None
         pixel_values = grid = None
@@ -173,7 +180,7 @@ class NexusOProcessor:
         if video is not None:
             pixel_videos, video_grid = self.video(video)
             n_video = int(video_grid.prod()) // (self.image_processor.merge_size**2)
-        user = self.user_content(task, n_audio, text, n_image, target_lang, n_video)
+        user = self.user_content(task, n_audio, text, n_image, target_lang, n_video, spoken)
         prompt_ids = self.tokenizer(self.prompt(user), add_special_tokens=False)["input_ids"]
         ids, labels = list(prompt_ids), [-100] * len(prompt_ids)
         if response is not None:

@@ -3,7 +3,7 @@
 No `from __future__ import annotations` here: KFP reads the pipeline function's real annotations.
 
     open_run -> ingest -> filter -> judge -> synthesize_plan -> ParallelFor(synthesize_shard) -> synthesize (merge)
-             -> validate -> version -> train_stage1 -> train_stage2
+             -> validate -> version -> train_stage0 -> train_stage1 -> train_stage2
              -> train_stage3 -> evaluate -> gate -> register (only if the gate passed)  (exit: close_run)
 
 Locally `nexus-o run` executes it with kfp.local (SubprocessRunner, use_venv=False); `nexus-o compile`
@@ -29,7 +29,7 @@ def _components() -> dict[str, Any]:
     from components.judge.component import judge
     from components.register.component import register
     from components.synthesize.component import synthesize, synthesize_plan, synthesize_shard
-    from components.train.component import train_stage1, train_stage2, train_stage3
+    from components.train.component import train_stage0, train_stage1, train_stage2, train_stage3
     from components.validate.component import validate
     from components.version.component import version
 
@@ -42,6 +42,7 @@ def _components() -> dict[str, Any]:
         "synthesize": synthesize,
         "validate": validate,
         "version": version,
+        "train_stage0": train_stage0,
         "train_stage1": train_stage1,
         "train_stage2": train_stage2,
         "train_stage3": train_stage3,

@@ -10,6 +10,7 @@ from components.train.freeze import TRAINABLE, apply_freeze_policy
 from components.train.trainer import train_stage
 
 EXPECTED = {
+    0: {"vision_encoder", "vision_adapter", "llm", "lm_head"},
     1: {"audio_encoder", "audio_adapter"},
     2: {"audio_adapter", "vision_adapter", "llm", "lm_head"},
     3: {"audio_decoder"},
@@ -31,17 +32,22 @@ def _batch(stage: int, processor, speech):  # type: ignore[no-untyped-def]
     if stage == 3:
         return [processor.encode("tts", text="three", response="three", codes=Codec2Codec().encode(speech[0]))]
     img = Image.fromarray((np.random.default_rng(0).random((56, 56, 3)) * 255).astype("uint8"))
+    if stage == 0:  # stage 0 never sees audio: the text version of asr + an image question
+        return [
+            processor.encode("asr", spoken="three seven", response="three seven"),
+            processor.encode("vqa", image=img, text="what digit is this", response="three"),
+        ]
     return [processor.encode("asr", audio=speech[0], image=img, response="three seven")]
 
 
-@pytest.mark.parametrize("stage", [1, 2, 3])
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
 def test_gradients_follow_policy(stage: int, tiny_model, processor, speech) -> None:  # type: ignore[no-untyped-def]
     apply_freeze_policy(tiny_model, stage)
     out = tiny_model(**processor.collate(_batch(stage, processor, speech)))
     out.loss.backward()
     got = {group(n) for n, p in tiny_model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     assert got == EXPECTED[stage]
-    assert set(TRAINABLE) == {1, 2, 3}
+    assert set(TRAINABLE) == {0, 1, 2, 3}
 
 
 @pytest.mark.parametrize("stage", [1, 3])
@@ -84,7 +90,7 @@ def test_training_resumes_from_its_own_state(tmp_path, tiny_model, processor, sp
         lambda k, v, s: None,
         save_every=1,
     )
-    assert first.resumed_from_step == 0 and (state / "latest").exists()
+    assert first.resumed_from_step == 0 and (state / "latest_step").read_text() == "step1"
     fresh = build_model("tiny", len(processor.tokenizer))
     apply_freeze_policy(fresh, 1)
     second = train_stage(

@@ -200,3 +200,17 @@ def test_batched_left_padded_generation_equals_one_by_one(tokenizer, processor, 
     for i, (one_ids, _) in enumerate(singles):
         expect = one_ids[0][: one_ids[0].index(stop)] if stop in one_ids[0] else one_ids[0]
         assert ids[i] == expect and hidden[i].shape[0] == len(expect)
+
+
+def test_spoken_text_stands_in_for_audio(processor, speech) -> None:  # type: ignore[no-untyped-def]
+    """Stage 0's text version of an audio task: same prompt, the words between the audio markers."""
+    audio = processor.encode("asr", audio=speech[0], response="three seven")
+    text = processor.encode("asr", spoken="three seven", response="three seven")
+    tok = processor.tokenizer
+    a, t = tok.decode(audio.input_ids), tok.decode(text.input_ids)
+    assert "<|AUDIO|>" in a and "<|AUDIO|>" not in t and text.features is None
+    assert t.replace("<|audio_bos|>three seven<|audio_eos|>", "") == a.replace(
+        "<|audio_bos|>" + "<|AUDIO|>" * a.count("<|AUDIO|>") + "<|audio_eos|>", ""
+    )
+    with pytest.raises(ValueError, match="not both"):
+        processor.encode("asr", audio=speech[0], spoken="three")

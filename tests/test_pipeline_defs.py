@@ -45,7 +45,7 @@ def test_cluster_compile_has_gpus_image_and_secrets(tmp_path: Path) -> None:
     text = out.read_text()
     assert f"parallelismLimit: {prof.cluster.max_parallel_shards}" in text
     train = [e for name, e in executors.items() if "train-stage" in name]
-    assert len(train) == 3
+    assert len(train) == 4  # stages 0-3
     for e in train:
         res = e["container"]["resources"]
         assert res["accelerator"]["resourceCount"] == str(prof.cluster.gpus_per_train_step)

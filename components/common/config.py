@@ -200,12 +200,18 @@ class StageConfig(_Strict):
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(2, ge=0)
-    tasks: list[Literal["asr", "s2tt", "chat", "tts", "s2s", "caption", "emotion", "vqa"]]
+    save_every: int = Field(100, ge=1, description="optimizer steps between resumable DeepSpeed checkpoints")
+    tasks: list[Literal["text", "asr", "s2tt", "chat", "tts", "s2s", "caption", "emotion", "vqa"]]
 
 
 class TrainConfig(_Strict):
     seed: int = 1234
+    log_checkpoints: bool = Field(True, description="log each stage's exported checkpoint as an MLflow artifact")
     deepspeed: DeepSpeedConfig = DeepSpeedConfig()
+    # stage 0 (local sizes): backbone bootstrap on text (`text`: the audio tasks with the transcript in place of
+    # the audio) and images (`vqa`, image + text only). null: no training - the initial model is exported as is
+    # (the cluster's 7b backbone is pretrained already).
+    stage0: StageConfig | None = StageConfig(tasks=["text", "vqa"])
     stage1: StageConfig = StageConfig(tasks=["asr", "s2tt", "chat", "caption", "emotion"])
     stage2: StageConfig = StageConfig(tasks=["chat", "asr", "s2tt", "vqa"])
     stage3: StageConfig = StageConfig(tasks=["tts", "s2s"])

@@ -1,8 +1,11 @@
-"""Training steps of the pipeline: stage 1 (audio alignment), 2 (audio SFT), 3 (audio output).
+"""Training steps of the pipeline: stage 0 (initial model / backbone bootstrap), 1 (audio alignment),
+2 (audio SFT), 3 (audio output).
 
-Each stage starts from the previous stage's exported checkpoint (stage 1 from a freshly built model of
-the profile's size with a tokenizer fitted on the train split), applies the freeze policy, trains with
-DeepSpeed and exports `checkpoint/` (model.safetensors + config.json + processor files).
+Stage 0 builds the initial model - local sizes: a fresh model + a BPE fitted on the train split, whose
+backbone (LLM + vision) it then pretrains on the project's text and images; 7b: the pretrained Qwen2.5-VL +
+Whisper parts, exported untrained (`train.stage0: null`). Each later stage starts from the previous stage's
+exported checkpoint, applies the freeze policy, trains with DeepSpeed and exports `checkpoint/`
+(model.safetensors + config.json + processor files).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from components.common.caching import md5_dir
 from components.common.step import StepContext, StepResult
 from components.train.data import load_rows, stage_samples, training_texts
 from components.train.freeze import apply_freeze_policy
+from components.train.speech_check import validation_loss, write_audio_samples
 from components.train.trainer import train_stage
 from model.builders import build_model
-from model.modeling_nexus_o import NexusOForConditionalGeneration
+from model.modeling_nexus_o import PARAMETER_GROUPS, NexusOForConditionalGeneration, parameter_group
 from model.pretrained import from_pretrained_parts
 from model.processor import NexusOProcessor
 from model.tokenizer import train_tokenizer
@@ -58,16 +62,23 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
     import mlflow
 
     data = ctx.inputs["dataset"]
-    if stage == 1:
+    if stage == 0:
         model, proc = initial_model(ctx)
     else:
         src = ctx.inputs["checkpoint"].path("checkpoint")
         model, proc = NexusOForConditionalGeneration.from_pretrained(src), NexusOProcessor.from_pretrained(src)
     cfg = getattr(ctx.profile.train, f"stage{stage}")
+    if cfg is None:  # stage 0 switched off: the initial model (pretrained parts on 7b) is the checkpoint
+        return export(ctx, model, proc, stage, {"stage0_trained": 0.0}, "stage 0: no training (initial model)")
     trainable, frozen = apply_freeze_policy(model, stage)
     frozen_before = params_digest(model, trainable=False)
+    mlflow.log_params(
+        {f"stage.{k}": v for k, v in cfg.model_dump().items()}
+        | {f"deepspeed.{k}": v for k, v in ctx.profile.train.deepspeed.model_dump().items()}
+        | {f"trainable.{g}": n for g, n in group_counts(model).items()}
+    )
     rows = load_rows(data.path(), data.files["manifest"], "train")
-    samples = stage_samples(proc, data.path(), rows, list(cfg.tasks))
+    samples = stage_samples(proc, data.path(), rows, list(cfg.tasks), audio_inputs=stage != 0)
     ctx.log(f"stage {stage}: {len(samples)} samples, {trainable:,} trainable / {frozen:,} frozen parameters")
     report = train_stage(
         model,
@@ -78,16 +89,16 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
         ctx.profile.train.seed + stage,
         ctx.out_dir / "ds_state",
         lambda k, v, s: mlflow.log_metric(k, v, step=s),
-        save_every=max(1, cfg.steps // 2),
+        save_every=cfg.save_every,
     )
     model.train(False)
     frozen_ok = params_digest(model, trainable=False) == frozen_before
     if not frozen_ok:
         raise RuntimeError(f"stage {stage}: frozen parameters changed during training (freeze policy broken)")
-    export = ctx.out_dir / "checkpoint"
-    model.save_pretrained(export)
-    proc.save_pretrained(export)
     shutil.rmtree(ctx.out_dir / "ds_state", ignore_errors=True)  # resume state is internal to the run
+    extra: dict[str, float] = {}
+    if stage == 3:
+        extra = speech_report(ctx, model, proc)
     losses = report.losses
     metrics = {
         f"stage{stage}_loss_first": losses[0] if losses else float("nan"),
@@ -95,17 +106,73 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
         f"stage{stage}_trainable_params": float(trainable),
         f"stage{stage}_samples": float(len(samples)),
         f"stage{stage}_frozen_unchanged": float(frozen_ok),
-    }
+    } | extra
+    summary = (
+        f"stage {stage}: loss {metrics[f'stage{stage}_loss_first']:.3f} -> "
+        f"{metrics[f'stage{stage}_loss_final']:.3f} over {len(losses)} steps (resumed at {report.resumed_from_step})"
+    )
+    return export(ctx, model, proc, stage, metrics, summary, rows=len(samples))
+
+
+def export(
+    ctx: StepContext,
+    model: NexusOForConditionalGeneration,
+    proc: NexusOProcessor,
+    stage: int,
+    metrics: dict[str, float],
+    summary: str,
+    rows: int = 0,
+) -> StepResult:
+    """Write `checkpoint/` (model.safetensors + config.json + processor files) and describe it."""
+    import mlflow
+
+    out = ctx.out_dir / "checkpoint"
+    model.save_pretrained(out)
+    proc.save_pretrained(out)
+    if ctx.profile.train.log_checkpoints:
+        mlflow.log_artifacts(str(out), artifact_path="checkpoint")
     return StepResult(
         kind="checkpoint",
-        rows=len(samples),
+        rows=rows,
         files={"checkpoint": "checkpoint"},
-        md5=md5_dir(export),
+        md5=md5_dir(out),
         metrics=metrics,
-        headline=(f"stage{stage}_loss_final",),
-        summary=f"stage {stage}: loss {metrics[f'stage{stage}_loss_first']:.3f} -> "
-        f"{metrics[f'stage{stage}_loss_final']:.3f} over {len(losses)} steps (resumed at {report.resumed_from_step})",
+        headline=tuple(k for k in metrics if k.endswith("_loss_final")),
+        summary=summary,
     )
+
+
+def group_counts(model: torch.nn.Module) -> dict[str, int]:
+    """Trainable parameters per named group (zeros included, so a frozen group is visible as 0)."""
+    counts = dict.fromkeys(PARAMETER_GROUPS, 0)
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            counts[parameter_group(name)] += p.numel()
+    return counts
+
+
+def speech_report(
+    ctx: StepContext, model: NexusOForConditionalGeneration, proc: NexusOProcessor, n_val: int = 64, n_audio: int = 3
+) -> dict[str, float]:
+    """Stage 3: decoder loss vs the unigram entropy of held-out codes; a few generated WAVs to MLflow."""
+    import mlflow
+
+    data = ctx.inputs["dataset"]
+    rows = load_rows(data.path(), data.files["manifest"], "validation")
+    samples = stage_samples(proc, data.path(), rows, ["tts"])[:n_val]
+    if not samples:
+        ctx.log("stage 3: no validation TTS rows - no held-out speech check")
+        return {}
+    loss, entropy, n = validation_loss(model, proc, samples)
+    texts = [proc.decode([t for t, lab in zip(s.input_ids, s.labels, strict=True) if lab != -100]) for s in samples]
+    wavs = write_audio_samples(model, proc, texts[:n_audio], ctx.out_dir / "audio_samples")
+    mlflow.log_artifacts(str(wavs[0].parent), artifact_path="audio_samples")
+    ctx.log(f"stage 3 held-out: decoder loss {loss:.3f} vs unigram entropy {entropy:.3f} nats over {n} codes")
+    return {"stage3_val_audio_loss": loss, "stage3_val_unigram_entropy": entropy, "stage3_val_codes": float(n)}
+
+
+def run_stage0(ctx: StepContext) -> StepResult:
+    return run_stage(ctx, 0)
 
 
 def run_stage1(ctx: StepContext) -> StepResult:

@@ -5,6 +5,10 @@ s2s rows also serve as chat (spoken question -> text answer) when `chat` is in t
 Speech-output tasks (stage 3): `tts` uses tts and asr rows (text in -> the utterance's codec codes out);
 `s2s` uses s2s rows (spoken question in -> answer text + the spoken answer's codec codes out).
 Vision (stage 2): each `vqa` row gives image + text question and image + spoken question (tri-modal) samples.
+Stage 0 (backbone bootstrap, no audio inputs): `text` turns asr/s2tt/chat/s2s/tts rows into their text
+version - the transcript between <|audio_bos|>/<|audio_eos|> where the audio would be, same instruction,
+same answer - so the LLM learns the tasks' language and answers before stage 1 aligns audio to it; `vqa`
+gives image + text question samples only.
 """
 
 from __future__ import annotations
@@ -33,7 +37,13 @@ def load_audio(dataset_dir: Path, utt: Utterance, rel: str | None = None) -> np.
     return wav
 
 
-def stage_samples(proc: NexusOProcessor, dataset_dir: Path, rows: list[Utterance], tasks: list[str]) -> list[Sample]:
+TEXT_VERSION = {"asr": "asr", "tts": "asr", "s2tt": "s2tt", "chat": "chat", "s2s": "chat"}
+
+
+def stage_samples(
+    proc: NexusOProcessor, dataset_dir: Path, rows: list[Utterance], tasks: list[str], audio_inputs: bool = True
+) -> list[Sample]:
+    """Samples of `tasks` from `rows`; `audio_inputs=False` (stage 0) keeps only samples without input audio."""
     samples: list[Sample] = []
     codec = Codec2Codec() if {"tts", "s2s"} & set(tasks) else None
     text_tasks = {"asr", "s2tt", "chat", "caption", "emotion"} & set(tasks)
@@ -49,7 +59,14 @@ def stage_samples(proc: NexusOProcessor, dataset_dir: Path, rows: list[Utterance
         if "vqa" in tasks and u.task == "vqa" and u.image_path:  # image + text question, image + spoken question
             image = Image.open(dataset_dir / u.image_path).convert("RGB")
             samples.append(proc.encode("vqa", image=image, text=u.text, response=u.target))
-            samples.append(proc.encode("vqa", image=image, audio=load_audio(dataset_dir, u), response=u.target))
+            if audio_inputs:
+                samples.append(proc.encode("vqa", image=image, audio=load_audio(dataset_dir, u), response=u.target))
+        if "text" in tasks and u.task in TEXT_VERSION:
+            target = u.text if u.task == "tts" else u.target
+            lang = u.extra.get("target_lang")
+            samples.append(proc.encode(TEXT_VERSION[u.task], spoken=u.text, response=target, target_lang=lang))
+        if not audio_inputs:
+            continue
         task = "chat" if u.task == "s2s" else u.task
         if task in text_tasks:
             samples.append(

@@ -1,5 +1,6 @@
 """The paper's freeze policy (figure 4), over the model's named parameter groups (model.PARAMETER_GROUPS).
 
+stage 0 backbone bootstrap (local sizes only, not in the paper): vision encoder, vision adapter, LLM, LM head
 stage 1 audio alignment: audio encoder + audio adapter train; LLM, LM head, vision frozen
         + the new audio special-token embeddings (group `new_token_embeddings`, only on pretrained
         backbones whose tokenizer gained those tokens: the 7B profile)
@@ -15,6 +16,7 @@ from torch import nn
 from model.modeling_nexus_o import parameter_group
 
 TRAINABLE: dict[int, tuple[str, ...]] = {
+    0: ("vision_encoder", "vision_adapter", "llm", "lm_head"),
     1: ("audio_encoder", "audio_adapter", "new_token_embeddings"),
     2: ("audio_adapter", "vision_adapter", "llm", "lm_head", "new_token_embeddings"),
     3: ("audio_decoder",),

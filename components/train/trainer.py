@@ -14,7 +14,9 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,9 +54,13 @@ def init_distributed() -> None:
     deepspeed.init_distributed(dist_backend=backend)
 
 
-def ds_config(stage: StageConfig, ds: DeepSpeedConfig) -> dict[str, Any]:
+def ds_config(stage: StageConfig, ds: DeepSpeedConfig, world: int = 1) -> dict[str, Any]:
+    """`stage.batch_size` is the GLOBAL micro-batch: each of `world` ranks takes batch_size / world samples."""
+    if stage.batch_size % world:
+        raise ValueError(f"batch_size {stage.batch_size} is not divisible by the {world} training processes")
     return {
-        "train_micro_batch_size_per_gpu": stage.batch_size,
+        "train_micro_batch_size_per_gpu": stage.batch_size // world,
+        "train_batch_size": stage.batch_size * stage.grad_accum,
         "gradient_accumulation_steps": stage.grad_accum,
         "gradient_clipping": ds.gradient_clipping,
         "zero_optimization": {"stage": ds.zero_stage},
@@ -89,6 +95,59 @@ def length_bucketed_batches(samples: list[Sample], batch_size: int, rng: random.
     return batches
 
 
+class BatchPlan:
+    """The data order as a pure function of (seed, micro-batch index): epoch e is `length_bucketed_batches`
+    with Random(seed + e); global micro-batches hold `batch_size * world` samples and rank r takes its slice.
+    A resumed run therefore continues exactly where the interrupted one stopped, and one process with a
+    global batch B sees the same samples per optimizer step as W processes with B / W each.
+    """
+
+    def __init__(self, samples: list[Sample], batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.samples, self.batch_size, self.seed, self.rank, self.world = samples, batch_size, seed, rank, world
+        self._epoch = -1
+        self._batches: list[list[Sample]] = []
+
+    def micro_batch(self, index: int) -> list[Sample]:
+        """This rank's samples of global micro-batch `index` (0-based over the whole run)."""
+        n = max(1, math.ceil(len(self.samples) / (self.batch_size * self.world)))
+        epoch, i = divmod(index, n)
+        if epoch != self._epoch:
+            rng = random.Random(self.seed + epoch)
+            self._batches, self._epoch = length_bucketed_batches(self.samples, self.batch_size * self.world, rng), epoch
+        batch = self._batches[i % len(self._batches)]
+        mine = batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+        return mine or batch[: self.batch_size]  # a short last batch: ranks without rows repeat the first ones
+
+
+def token_weight(labels: torch.Tensor, world: int) -> float:
+    """Scale a rank's token-mean loss by its share of the global micro-batch's label tokens, so that the
+    ranks' averaged gradients equal the gradient of the global token-mean (1.0 for one process)."""
+    import torch.distributed as dist
+
+    if world == 1:
+        return 1.0
+    local = torch.tensor([float((labels[:, 1:] != -100).sum())])
+    total = local.clone()
+    dist.all_reduce(total)
+    return float(local) * world / max(float(total), 1.0)
+
+
+def save_state(engine: Any, state_dir: Path, step: int) -> None:
+    """DeepSpeed state under tag `step{N}`, then the `latest_step` pointer is written and renamed into place:
+    a crash while saving leaves the previous complete checkpoint in charge. Older tags are removed."""
+    import torch.distributed as dist
+
+    tag = f"step{step}"
+    engine.save_checkpoint(str(state_dir), tag=tag, client_state={"step": step}, save_latest=False)
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        tmp = state_dir / "latest_step.tmp"
+        tmp.write_text(tag)
+        os.replace(tmp, state_dir / "latest_step")
+        for old in state_dir.glob("step*"):
+            if old.is_dir() and old.name != tag:
+                shutil.rmtree(old, ignore_errors=True)
+
+
 def train_stage(
     model: NexusOForConditionalGeneration,
     proc: NexusOProcessor,
@@ -100,44 +159,58 @@ def train_stage(
     log_metric: Callable[[str, float, int], object],
     save_every: int = 0,
 ) -> TrainReport:
-    """Train the parameters that have requires_grad for `stage.steps` optimizer steps."""
+    """Train the parameters that have requires_grad for `stage.steps` optimizer steps.
+
+    Per optimizer step it logs `train_loss` (mean over the accumulated micro-batches and ranks), `lr`,
+    `grad_norm` (before clipping), `samples_per_s` and `tokens_per_s` (all ranks).
+    """
     import deepspeed
+    import torch.distributed as dist
 
     if not samples:
         raise ValueError("no training samples for this stage; check the profile's tasks and the dataset splits")
     init_distributed()
+    rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(seed)
-    rng = random.Random(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(stage.warmup_steps, stage.steps))
     engine, _, _, _ = deepspeed.initialize(
-        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config(stage, ds)
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config(stage, ds, world)
     )
     start = 0
-    if (state_dir / "latest").exists():  # resume a crashed run of this very step (same content key)
-        _, client = engine.load_checkpoint(str(state_dir))
+    pointer = state_dir / "latest_step"
+    if pointer.exists():  # resume a crashed run of this very step (same content key)
+        _, client = engine.load_checkpoint(str(state_dir), tag=pointer.read_text().strip())
         start = int((client or {}).get("step", 0))
-        rng = random.Random(seed + start)  # a fresh, still seeded data order for the remaining steps
+    plan = BatchPlan(samples, stage.batch_size // world, seed, rank, world)
     engine.train()
     losses: list[float] = []
-    batches: list[list[Sample]] = []
-    micro = 0
-    step = start
-    while step < stage.steps:
-        if not batches:
-            batches = length_bucketed_batches(samples, stage.batch_size, rng)
-        batch = {k: v.to(engine.device) for k, v in proc.collate(batches.pop()).items()}
-        out = engine(**batch)
-        engine.backward(out.loss)
-        engine.step()
-        micro += 1
-        if micro % stage.grad_accum == 0:
-            loss = float(out.loss.detach())
-            losses.append(loss)
-            log_metric("train_loss", loss, step)
-            log_metric("lr", float(scheduler.get_last_lr()[0]), step)
-            step += 1
-            if save_every and step % save_every == 0 and step < stage.steps:
-                engine.save_checkpoint(str(state_dir), client_state={"step": step})
+    for step in range(start, stage.steps):
+        t0, acc, n_samples, n_tokens = time.perf_counter(), 0.0, 0, 0
+        for j in range(stage.grad_accum):
+            rows = plan.micro_batch(step * stage.grad_accum + j)
+            batch = {k: v.to(engine.device) for k, v in proc.collate(rows).items()}
+            out = engine(**batch)
+            weight = token_weight(batch["labels"], world)
+            engine.backward(out.loss * weight)
+            engine.step()
+            acc += float(out.loss.detach()) * weight / stage.grad_accum
+            n_samples += len(rows)
+            n_tokens += int(batch["attention_mask"].sum())
+        totals = torch.tensor([acc, n_samples, n_tokens], dtype=torch.float64)
+        if world > 1:
+            dist.all_reduce(totals)
+        loss = float(totals[0]) / world
+        elapsed = time.perf_counter() - t0
+        losses.append(loss)
+        norm = engine.get_global_grad_norm()
+        log_metric("train_loss", loss, step)
+        log_metric("lr", float(scheduler.get_last_lr()[0]), step)
+        if norm is not None:
+            log_metric("grad_norm", float(norm), step)
+        log_metric("samples_per_s", float(totals[1]) / elapsed, step)
+        log_metric("tokens_per_s", float(totals[2]) / elapsed, step)
+        if save_every and (step + 1) % save_every == 0 and step + 1 < stage.steps:
+            save_state(engine, state_dir, step + 1)
     return TrainReport(losses=losses, resumed_from_step=start)
