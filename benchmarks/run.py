@@ -218,6 +218,95 @@ def small_model_throughput(results: dict[str, float]) -> None:
     results["small_fraction_of_matmul_flops"] = results["small_fwd_bwd_gflops"] / results["matmul_gflops"]
 
 
+def training_throughput(results: dict[str, float]) -> None:
+    """Trainer throughput per stage (samples/s, tokens/s; median over steps after a warm-up step) for `tiny`
+    and `small` with ZeRO-0 and ZeRO-2 on one CPU process; one vs two processes (torchrun) on `tiny`; and the
+    7B profile's per-GPU model-state memory (DeepSpeed's estimators) for ZeRO-2 and ZeRO-3 on 8 GPUs."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import torch
+
+    from components.common.config import DeepSpeedConfig, StageConfig
+    from components.synthesize.core import default_backend, parse_speaker
+    from components.train.encoder_cache import cache_encoder_prefix
+    from components.train.freeze import apply_freeze_policy, frozen_encoder_prefix
+    from components.train.trainer import train_stage
+    from model.builders import build_model
+    from model.codec import Codec2Codec
+    from model.processor import NexusOProcessor
+    from model.tokenizer import train_tokenizer
+
+    texts = ["three seven one nine", "what is two plus five", "the quick brown fox jumps over the lazy dog"] * 3
+    tok = train_tokenizer(texts * 10, 2000)
+    proc = NexusOProcessor.build(tok)
+    tts, codec = default_backend(), Codec2Codec()
+    wavs = [tts.synthesize(t, "en", parse_speaker("en-us:p50:s170"), 16000) for t in texts]
+    per_stage = {
+        0: lambda: [proc.encode("asr", spoken=t, response=t) for t in texts],
+        1: lambda: [proc.encode("asr", audio=w, response=t) for t, w in zip(texts, wavs, strict=True)],
+        2: lambda: [proc.encode("asr", audio=w, response=t) for t, w in zip(texts, wavs, strict=True)],
+        3: lambda: [
+            proc.encode("tts", text=t, response=t, codes=codec.encode(w)) for t, w in zip(texts, wavs, strict=True)
+        ],
+    }
+    for size in ("tiny", "small"):
+        for zero in (0, 2):
+            for stage, make in per_stage.items():
+                torch.manual_seed(0)
+                model = build_model(size, len(tok))
+                apply_freeze_policy(model, stage)
+                samples = make()
+                prefix = frozen_encoder_prefix(model)
+                if prefix is not None:
+                    cache_encoder_prefix(model, samples, prefix)
+                seen: dict[str, list[float]] = {"samples_per_s": [], "tokens_per_s": []}
+                cfg = StageConfig(steps=6, batch_size=4, lr=1e-4, warmup_steps=0, tasks=["asr"])
+                with tempfile.TemporaryDirectory() as state:
+                    train_stage(
+                        model,
+                        proc,
+                        samples,
+                        cfg,
+                        DeepSpeedConfig(zero_stage=zero),  # type: ignore[arg-type]
+                        0,
+                        Path(state),
+                        lambda k, v, s, seen=seen: seen[k].append(v) if k in seen and s > 0 else None,
+                    )
+                for k, v in seen.items():
+                    results[f"train_{size}_stage{stage}_zero{zero}_{k}"] = float(np.median(v))
+    # one vs two processes, same global batch (tiny; includes gloo all-reduce of the gradients)
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (1, 2):
+            launcher = (
+                [sys.executable] if n == 1 else [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+            )
+            out = Path(tmp) / f"p{n}.json"
+            subprocess.run(
+                [*launcher, "-m", "tests.train_helper", "--state", f"{tmp}/s{n}", "--out", str(out), "--steps", "12"],
+                check=True,
+                capture_output=True,
+                env={**os.environ, "OMP_NUM_THREADS": str(2 // n)},
+            )
+            results[f"train_tiny_{n}proc_samples_per_s"] = json.loads(out.read_text())["samples_per_s"]
+    # 7B: model-state memory per GPU (params + grads + Adam states, no activations), 8 GPUs on one node
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+
+    with torch.device("meta"):
+        big = build_model("7b", 151668)
+    total = sum(p.numel() for p in big.parameters())
+    largest = max(p.numel() for p in big.parameters())
+    _, gpu2 = estimate_zero2_model_states_mem_needs(total, num_gpus_per_node=8, cpu_offload=False)
+    _, gpu3, _ = estimate_zero3_model_states_mem_needs(
+        total, largest, num_gpus_per_node=8, cpu_offload=False, cpu_offload_params=False
+    )
+    results["params_7b_b"] = total / 1e9
+    results["mem_7b_zero2_per_gpu_gib"] = gpu2 / 2**30
+    results["mem_7b_zero3_per_gpu_gib"] = gpu3 / 2**30
+
+
 def main() -> None:
     from components.common.paths import set_offline_env
 
@@ -230,6 +319,7 @@ def main() -> None:
         ("codec_model", codec_and_model),
         ("codec_intelligibility", codec_intelligibility),
         ("small_model", small_model_throughput),
+        ("training", training_throughput),
     ):
         t = time.perf_counter()
         fn(results)

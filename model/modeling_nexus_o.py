@@ -52,6 +52,15 @@ class AudioEncoder(nn.Module):
 
     def forward(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """input_features [B, M, F], feature_lengths [B] (mel frames) -> (hidden [B, T, D], lengths [B])."""
+        x, lengths = self.prefix(input_features, feature_lengths, 0)
+        return self.top(x, lengths, 0)
+
+    def prefix(
+        self, input_features: torch.Tensor, feature_lengths: torch.Tensor, n_layers: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """conv1 -> conv2 -> positions -> the first `n_layers` layers: -> (states [B, T, D], frame lengths [B]).
+
+        When those parts are frozen their output can be computed once per utterance and cached (trainer)."""
         enc = self.encoder
         x = F.gelu(enc.conv1(input_features))
         x = F.gelu(enc.conv2(x)).permute(0, 2, 1)  # [B, T, D]
@@ -63,13 +72,24 @@ class AudioEncoder(nn.Module):
             )
         x = x + enc.embed_positions.weight[:t]
         lengths = (feature_lengths + 1) // 2
+        return self._layers(x, lengths, 0, n_layers), lengths
+
+    def top(self, states: torch.Tensor, lengths: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """States after `start` layers [B, T, D] -> the remaining layers -> norm -> (hidden [B, T, D], lengths)."""
+        x = self.encoder.layer_norm(self._layers(states, lengths, start, len(self.encoder.layers)))
+        keep = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+        return x * keep[..., None], lengths
+
+    def _layers(self, x: torch.Tensor, lengths: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        if start >= stop:
+            return x
+        t = x.shape[1]
         keep = torch.arange(t, device=x.device)[None, :] < lengths[:, None]  # [B, T]
         mask = torch.zeros(keep.shape, dtype=x.dtype, device=x.device).masked_fill(~keep, torch.finfo(x.dtype).min)
         mask = mask[:, None, None, :].expand(-1, 1, t, t)  # [B, 1, T, T] additive key-padding mask
-        for layer in enc.layers:
+        for layer in self.encoder.layers[start:stop]:
             x = layer(x, mask)
-        x = enc.layer_norm(x)
-        return x * keep[..., None], lengths
+        return x
 
 
 class AudioAdapter(nn.Module):
@@ -272,9 +292,25 @@ class NexusOForConditionalGeneration(nn.Module):
         )
 
     # -- embeddings -------------------------------------------------------------------------------------
-    def audio_embeddings(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> list[torch.Tensor]:
-        """-> per utterance [N_i, D_llm] audio token embeddings (N_i = audio_token_count(F_i))."""
-        frames, lengths = self.audio_encoder(input_features, feature_lengths)
+    def audio_embeddings(
+        self,
+        input_features: torch.Tensor | None,
+        feature_lengths: torch.Tensor | None,
+        audio_states: torch.Tensor | None = None,
+        audio_state_lengths: torch.Tensor | None = None,
+        audio_states_layer: int = 0,
+    ) -> list[torch.Tensor]:
+        """-> per utterance [N_i, D_llm] audio token embeddings (N_i = audio_token_count(F_i)).
+
+        Either log-mel `input_features` [N, M, F] + `feature_lengths` [N], or precomputed encoder states after
+        `audio_states_layer` layers `audio_states` [N, T, D_enc] + `audio_state_lengths` [N] (frames): the
+        frozen prefix of the encoder cached by the trainer; the remaining layers run here."""
+        if audio_states is not None:
+            assert audio_state_lengths is not None
+            frames, lengths = self.audio_encoder.top(audio_states, audio_state_lengths, audio_states_layer)
+        else:
+            assert input_features is not None and feature_lengths is not None
+            frames, lengths = self.audio_encoder(input_features, feature_lengths)
         tokens, n = self.audio_adapter(frames, lengths)
         return [tokens[i, : int(n[i])] for i in range(tokens.shape[0])]
 
@@ -283,14 +319,19 @@ class NexusOForConditionalGeneration(nn.Module):
         input_ids: torch.Tensor,
         input_features: torch.Tensor | None = None,
         feature_lengths: torch.Tensor | None = None,
+        audio_states: torch.Tensor | None = None,
+        audio_state_lengths: torch.Tensor | None = None,
+        audio_states_layer: int = 0,
     ) -> torch.Tensor:
         """Token embeddings [B, L, D] with <|AUDIO|> positions replaced by audio token embeddings."""
         table = self.backbone.get_input_embeddings()
         embeds = table(input_ids) if self.new_token_embeddings is None else self.new_token_embeddings(input_ids, table)
-        if input_features is None:
+        if input_features is None and audio_states is None:
             return embeds
-        assert feature_lengths is not None
-        audio = torch.cat(self.audio_embeddings(input_features, feature_lengths), 0).to(embeds.dtype)  # [sum N, D]
+        parts = self.audio_embeddings(
+            input_features, feature_lengths, audio_states, audio_state_lengths, audio_states_layer
+        )
+        audio = torch.cat(parts, 0).to(embeds.dtype)  # [sum N, D]
         mask = input_ids == self.config.audio_token_id  # [B, L]
         if int(mask.sum()) != audio.shape[0]:
             raise ValueError(
@@ -314,8 +355,13 @@ class NexusOForConditionalGeneration(nn.Module):
         mm_token_type_ids: torch.Tensor | None = None,  # [B, L] 0 text, 1 image, 2 video
         audio_codes: torch.Tensor | None = None,  # [B, K, T] codec codes of the response audio
         audio_code_lengths: torch.Tensor | None = None,  # [B]
+        audio_states: torch.Tensor | None = None,  # [N_audio, T, D_enc] cached encoder states (see embed)
+        audio_state_lengths: torch.Tensor | None = None,  # [N_audio] encoder frames
+        audio_states_layer: torch.Tensor | int = 0,  # encoder layers already applied to audio_states
     ) -> NexusOOutput:
-        embeds = self.embed(input_ids, input_features, feature_lengths)
+        embeds = self.embed(
+            input_ids, input_features, feature_lengths, audio_states, audio_state_lengths, int(audio_states_layer)
+        )
         out = self.backbone(
             input_ids=input_ids,
             inputs_embeds=embeds,

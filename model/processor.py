@@ -43,6 +43,9 @@ class Sample:
     video_grid_thw: torch.Tensor | None = None  # [1, 3]
     mm_token_type_ids: list[int] = field(default_factory=list)
     codes: np.ndarray | None = None  # [K, T] codec codes of the response audio (stage 3)
+    # frozen-encoder cache (trainer): states after `encoder_states_layer` encoder layers replace `features`
+    encoder_states: np.ndarray | None = None  # [T, D_enc]
+    encoder_states_layer: int = 0
 
 
 class NexusOProcessor:
@@ -211,6 +214,17 @@ class NexusOProcessor:
             "labels": torch.tensor([padded(s.labels, -100) for s in samples]),
             "mm_token_type_ids": torch.tensor([padded(s.mm_token_type_ids, 0) for s in samples]),
         }
+        states = [s for s in samples if s.encoder_states is not None]
+        if states:
+            if any(s.features is not None for s in samples) or len({s.encoder_states_layer for s in states}) > 1:
+                raise ValueError("a batch mixes cached encoder states with log-mel features or other layers")
+            arrays = [s.encoder_states for s in states if s.encoder_states is not None]
+            t_max = max(a.shape[0] for a in arrays)
+            batch["audio_states"] = torch.tensor(
+                np.stack([np.pad(a, ((0, t_max - a.shape[0]), (0, 0))) for a in arrays])
+            )
+            batch["audio_state_lengths"] = torch.tensor([a.shape[0] for a in arrays])
+            batch["audio_states_layer"] = torch.tensor(states[0].encoder_states_layer)
         feats = [s.features for s in samples if s.features is not None]
         if feats:
             f_max = max(f.shape[1] for f in feats)

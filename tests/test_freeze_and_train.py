@@ -116,3 +116,43 @@ def test_every_parameter_has_one_named_group(tiny_model) -> None:  # type: ignor
     assert parameter_group(next(n for n in names if n.startswith("backbone.model.visual.merger."))) == "vision_adapter"
     assert parameter_group(next(n for n in names if n.startswith("backbone.model.visual.blocks."))) == "vision_encoder"
     assert parameter_group("backbone.model.language_model.embed_tokens.weight") == "llm"
+
+
+@pytest.mark.parametrize("n_frozen", [1, 2])
+def test_cached_encoder_prefix_gives_the_same_forward(n_frozen: int, tiny_model, processor, speech) -> None:  # type: ignore[no-untyped-def]
+    """Caching the frozen prefix (stem + n layers) changes nothing: same loss, same adapter gradients."""
+    from components.train.encoder_cache import cache_encoder_prefix
+    from components.train.freeze import frozen_encoder_prefix
+
+    n_layers = len(tiny_model.audio_encoder.encoder.layers)
+    stage = 1 if n_frozen < n_layers else 2
+    apply_freeze_policy(tiny_model, stage, audio_encoder_trainable_layers=n_layers - n_frozen if stage == 1 else None)
+    assert frozen_encoder_prefix(tiny_model) == n_frozen
+    samples = [
+        processor.encode("asr", audio=speech[0], response="three seven"),
+        processor.encode("chat", text="hello", response="world"),
+        processor.encode("asr", audio=speech[1], response="two plus five"),
+    ]
+    plain = tiny_model(**processor.collate(samples))
+    plain.loss.backward()
+    grad = tiny_model.audio_adapter.fc1.weight.grad.clone()
+    tiny_model.zero_grad()
+    n, _ = cache_encoder_prefix(tiny_model, samples, n_frozen)
+    assert n == 2 and samples[0].features is None and samples[0].encoder_states is not None
+    cached_batch = processor.collate(samples)
+    assert "input_features" not in cached_batch and int(cached_batch["audio_states_layer"]) == n_frozen
+    cached = tiny_model(**cached_batch)
+    cached.loss.backward()
+    assert torch.allclose(plain.loss, cached.loss, atol=1e-5)
+    assert torch.allclose(grad, tiny_model.audio_adapter.fc1.weight.grad, atol=1e-5)
+
+
+def test_top_k_encoder_layers_knob(tiny_model, processor, speech) -> None:  # type: ignore[no-untyped-def]
+    apply_freeze_policy(tiny_model, 1, audio_encoder_trainable_layers=1)
+    tiny_model(**processor.collate(_batch(1, processor, speech))).loss.backward()
+    enc = {n for n, p in tiny_model.named_parameters() if n.startswith("audio_encoder.") and p.grad is not None}
+    assert enc and all(
+        n.startswith(("audio_encoder.encoder.layers.1.", "audio_encoder.encoder.layer_norm.")) for n in enc
+    )
+    with pytest.raises(ValueError, match="has 2 layers"):
+        apply_freeze_policy(tiny_model, 1, audio_encoder_trainable_layers=3)

@@ -26,3 +26,25 @@ def test_wer_counts_real_errors() -> None:
 def test_corpus_level() -> None:
     # 1 error over 5 reference words, not the mean of per-utterance rates
     assert wer_en(["a b c d", "e"], ["a b c d", "x"]) == pytest.approx(1 / 5)
+
+
+def test_cer_zh_ignores_punctuation_and_counts_characters() -> None:
+    from components.evaluate.metrics import cer_zh
+
+    assert cer_zh(["穷莫失志，富莫癫狂。"], ["穷莫失志富莫癫狂"]) == 0.0
+    assert abs(cer_zh(["零零二一"], ["零一二一"]) - 0.25) < 1e-9
+
+
+def test_bleu_uses_chinese_tokenisation_for_chinese() -> None:
+    from components.evaluate.metrics import bleu
+
+    assert abs(bleu(["我们回家吧"], ["我们回家吧"], "zh") - 100) < 1e-6  # one "word" but five characters
+    assert abs(bleu(["turn on the light now please"], ["turn on the light now please"], "en") - 100) < 1e-6
+    assert bleu(["我们回家吧"], ["你好世界"], "zh") < 1
+
+
+def test_answer_accuracy_normalises_numbers() -> None:
+    from components.evaluate.metrics import answer_accuracy
+
+    assert answer_accuracy(["fifteen", "three"], ["15", "four"], "en") == 0.5
+    assert answer_accuracy(["七"], ["七。"], "zh") == 1.0

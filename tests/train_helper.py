@@ -61,15 +61,26 @@ def main() -> None:
         tasks=["asr"],
     )
 
+    speed: list[float] = []
+
     def log(key: str, value: float, step: int) -> None:
         if key == "train_loss" and args.sleep:
             time.sleep(args.sleep)
+        if key == "samples_per_s" and step > 0:
+            speed.append(value)
 
     report = train_stage(model, proc, samples, cfg, DeepSpeedConfig(), 7, args.state, log, args.save_every)
     if int(os.environ.get("RANK", "0")) == 0:
         digest = float(sum(p.detach().double().sum() for p in model.parameters() if p.requires_grad))
         args.out.write_text(
-            json.dumps({"losses": report.losses, "resumed_from": report.resumed_from_step, "param_sum": digest})
+            json.dumps(
+                {
+                    "losses": report.losses,
+                    "resumed_from": report.resumed_from_step,
+                    "param_sum": digest,
+                    "samples_per_s": sorted(speed)[len(speed) // 2] if speed else 0.0,
+                }
+            )
         )
 
 

@@ -201,6 +201,10 @@ class StageConfig(_Strict):
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(2, ge=0)
     save_every: int = Field(100, ge=1, description="optimizer steps between resumable DeepSpeed checkpoints")
+    audio_encoder_trainable_layers: int | None = Field(
+        None, ge=0, description="CPU-budget knob where the stage trains the audio encoder: only its top k layers"
+    )
+    cache_frozen_encoder: bool = Field(True, description="compute the frozen encoder prefix once per utterance")
     tasks: list[Literal["text", "asr", "s2tt", "chat", "tts", "s2s", "caption", "emotion", "vqa"]]
 
 
@@ -221,6 +225,7 @@ class EvaluateConfig(_Strict):
     max_items: int = Field(20, ge=1)
     max_new_tokens: int = Field(24, ge=1)
     batch_size: int = Field(8, ge=1, description="prompts per left-padded generation batch")
+    max_tts_items: int = Field(20, ge=0, description="held-out texts spoken by the model and transcribed")
     baseline_whisper: bool = True
 
 

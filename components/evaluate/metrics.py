@@ -75,3 +75,44 @@ def wer_en(references: list[str], hypotheses: list[str]) -> float:
     if not refs:
         raise ValueError("no non-empty references to score")
     return float(jiwer.wer(refs, hyps))
+
+
+_ZH_DROP = re.compile(
+    r"[\s\u3000-\u303f\uff00-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65!-/:-@\[-`{-~《》「」『』“”‘’—…·]"
+)
+
+
+def normalize_zh(text: str) -> str:
+    """Chinese for CER: drop whitespace and (full- or half-width) punctuation; characters are compared as-is."""
+    return _ZH_DROP.sub("", text)
+
+
+def cer_zh(references: list[str], hypotheses: list[str]) -> float:
+    """Corpus CER (character edits / reference characters) after `normalize_zh`."""
+    import jiwer
+
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    pairs = [(normalize_zh(r), normalize_zh(h)) for r, h in zip(references, hypotheses, strict=True)]
+    pairs = [(r or "∅", h) for r, h in pairs if r or h]
+    if not pairs:
+        raise ValueError("no non-empty references to score")
+    return float(jiwer.cer([r for r, _ in pairs], [h for _, h in pairs]))
+
+
+def bleu(references: list[str], hypotheses: list[str], target_lang: str) -> float:
+    """Corpus BLEU (sacrebleu, 0-100): tokenizer `zh` for Chinese targets, `13a` otherwise."""
+    import sacrebleu
+
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    tok = "zh" if target_lang == "zh" else "13a"
+    return float(sacrebleu.corpus_bleu(hypotheses, [references], tokenize=tok).score)
+
+
+def answer_accuracy(references: list[str], hypotheses: list[str], lang: str) -> float:
+    """Exact match after normalisation (`normalize_en` / `normalize_zh`): for short factual answers."""
+    if not references:
+        raise ValueError("no references to score")
+    norm = normalize_en if lang == "en" else normalize_zh
+    return sum(norm(r) == norm(h) for r, h in zip(references, hypotheses, strict=True)) / len(references)

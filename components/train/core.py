@@ -19,7 +19,8 @@ import torch
 from components.common.caching import md5_dir
 from components.common.step import StepContext, StepResult
 from components.train.data import load_rows, stage_samples, training_texts
-from components.train.freeze import apply_freeze_policy
+from components.train.encoder_cache import cache_encoder_prefix
+from components.train.freeze import apply_freeze_policy, frozen_encoder_prefix
 from components.train.speech_check import validation_loss, write_audio_samples
 from components.train.trainer import train_stage
 from model.builders import build_model
@@ -70,7 +71,7 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
     cfg = getattr(ctx.profile.train, f"stage{stage}")
     if cfg is None:  # stage 0 switched off: the initial model (pretrained parts on 7b) is the checkpoint
         return export(ctx, model, proc, stage, {"stage0_trained": 0.0}, "stage 0: no training (initial model)")
-    trainable, frozen = apply_freeze_policy(model, stage)
+    trainable, frozen = apply_freeze_policy(model, stage, cfg.audio_encoder_trainable_layers)
     frozen_before = params_digest(model, trainable=False)
     mlflow.log_params(
         {f"stage.{k}": v for k, v in cfg.model_dump().items()}
@@ -79,6 +80,10 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
     )
     rows = load_rows(data.path(), data.files["manifest"], "train")
     samples = stage_samples(proc, data.path(), rows, list(cfg.tasks), audio_inputs=stage != 0)
+    prefix = frozen_encoder_prefix(model)
+    if prefix is not None and cfg.cache_frozen_encoder:
+        n, secs = cache_encoder_prefix(model, samples, prefix)
+        ctx.log(f"stage {stage}: frozen encoder prefix ({prefix} layers) cached for {n} utterances in {secs:.1f}s")
     ctx.log(f"stage {stage}: {len(samples)} samples, {trainable:,} trainable / {frozen:,} frozen parameters")
     report = train_stage(
         model,
