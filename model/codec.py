@@ -34,6 +34,12 @@ FIELDS: tuple[tuple[tuple[int, int], ...], ...] = (
 )
 
 
+def speech_budget(text: str) -> int:
+    """Most codec frames (50/s) to generate for `text`: 1 s + 0.6 s per word (or Chinese character)."""
+    units = len(text.split()) if text.isascii() else len(text)
+    return 50 + 30 * max(1, units)
+
+
 def _resample(wav: np.ndarray, src: int, dst: int) -> np.ndarray:
     from math import gcd
 

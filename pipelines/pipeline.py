@@ -62,6 +62,7 @@ def apply_cluster_settings(task: Any, resources: str, prof: Profile) -> None:
     kubernetes.use_secret_as_env(
         task, secret_name=c.secret_name, secret_key_to_env={v: k for k, v in c.secret_env.items()}
     )
+    kubernetes.mount_pvc(task, pvc_name=c.workspace_pvc, mount_path=c.workspace_mount)
     gpus = {"gpu_train": c.gpus_per_train_step, "gpu_eval": c.gpus_per_eval_step}.get(resources, 0)
     if gpus:
         task.set_accelerator_type(c.accelerator_type).set_accelerator_limit(gpus)
@@ -77,6 +78,7 @@ def apply_cluster_settings(task: Any, resources: str, prof: Profile) -> None:
                 effect=tol.get("effect"),
             )
         kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
+        kubernetes.mount_pvc(task, pvc_name=c.models_pvc, mount_path=c.models_mount)
 
 
 def build_pipeline(prof: Profile, cluster: bool = False) -> Any:

@@ -214,3 +214,17 @@ def test_spoken_text_stands_in_for_audio(processor, speech) -> None:  # type: ig
     )
     with pytest.raises(ValueError, match="not both"):
         processor.encode("asr", audio=speech[0], spoken="three")
+
+
+def test_speech_generation_kv_cache_equals_full_recompute(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(4)
+    hidden = torch.randn(1, 5, 64)
+    dec = tiny_model.audio_decoder.eval()
+    fast = dec.generate(hidden, max_steps=24)
+    slow = dec.generate(hidden, max_steps=24, use_cache=False)
+    assert fast.shape == slow.shape == (8, 24) and torch.equal(fast, slow)
+    # an end-of-speech code on codebook 0 stops both the same way
+    with torch.no_grad():
+        dec.heads[0].bias[dec.config.eos_id] = 1e4
+    assert torch.equal(dec.generate(hidden, max_steps=24), dec.generate(hidden, max_steps=24, use_cache=False))
+    assert dec.generate(hidden, max_steps=24).shape[1] == 0

@@ -51,6 +51,12 @@ def test_cluster_compile_has_gpus_image_and_secrets(tmp_path: Path) -> None:
         assert res["accelerator"]["resourceCount"] == str(prof.cluster.gpus_per_train_step)
         assert e["container"]["image"] == prof.cluster.image
     platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name, e in platform.items():  # every task shares NEXUS_HOME; GPU tasks also see the model volume
+        pvcs = {m["constant"]: m["mountPath"] for m in e.get("pvcMount", [])}
+        assert pvcs.get(prof.cluster.workspace_pvc) == prof.cluster.workspace_mount, name
+        if "train-stage" in name:
+            assert pvcs.get(prof.cluster.models_pvc) == prof.cluster.models_mount
+            assert any(v["mountPath"] == "/dev/shm" for v in e.get("emptyDirMounts", []))
     assert any("secretAsEnv" in v for v in platform.values())
     assert any("nodeSelector" in v for v in platform.values())
     for e in executors.values():  # secrets arrive only via secretAsEnv, never as literal env values

@@ -205,6 +205,9 @@ class StageConfig(_Strict):
         None, ge=0, description="CPU-budget knob where the stage trains the audio encoder: only its top k layers"
     )
     cache_frozen_encoder: bool = Field(True, description="compute the frozen encoder prefix once per utterance")
+    then: StageConfig | None = Field(
+        None, description="a next phase trained after this one from its weights (stage 3: TTS, then speech-to-speech)"
+    )
     tasks: list[Literal["text", "asr", "s2tt", "chat", "tts", "s2s", "caption", "emotion", "vqa"]]
 
 
@@ -251,6 +254,12 @@ class ClusterConfig(_Strict):
     max_parallel_shards: int = Field(16, ge=1, description="dsl.ParallelFor parallelism over synthesis shards")
     node_selector: dict[str, str] = {}
     tolerations: list[dict[str, str]] = []
+    workspace_pvc: str = Field(
+        "nexus-o-workspace", description="ReadWriteMany PVC at NEXUS_HOME: step outputs + checkpoints, every task"
+    )
+    workspace_mount: str = "/workspace/nexus"
+    models_pvc: str = Field("nexus-o-models", description="PVC with pretrained checkpoints (7b), on GPU tasks")
+    models_mount: str = "/models"
     secret_name: str = "nexus-o-secrets"
     secret_env: dict[str, str] = {
         "AWS_ACCESS_KEY_ID": "aws-access-key-id",

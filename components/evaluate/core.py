@@ -18,7 +18,7 @@ from components.common.manifest import Utterance, write_jsonl
 from components.common.step import StepContext, StepResult
 from components.evaluate.metrics import HARNESS_VERSION, answer_accuracy, bleu, cer_zh, wer_en
 from components.train.data import load_audio, load_rows
-from model.codec import Codec2Codec
+from model.codec import Codec2Codec, speech_budget
 from model.modeling_nexus_o import NexusOForConditionalGeneration
 from model.processor import NexusOProcessor, Sample
 
@@ -175,7 +175,7 @@ def run(ctx: StepContext) -> StepResult:
         for u in tts:
             b = proc.collate([proc.encode("tts", text=u.text, response=u.text)])
             hidden = model.speech_states(b["input_ids"], b["labels"])
-            codes = model.generate_speech(hidden, max_steps=50 * max(2, len(u.text.split())))
+            codes = model.generate_speech(hidden, max_steps=speech_budget(u.text))
             wav = codec.decode(codes.numpy()) if codes.shape[1] else np.zeros(1600, dtype=np.float32)
             refs.append(u.text)
             hyps.append(transcribe_whisper(whisper, wav))

@@ -69,6 +69,8 @@ class NexusOPyfunc(PythonModel):
     def _one(self, row: dict[str, Any]) -> dict[str, Any]:
         from PIL import Image
 
+        from model.codec import speech_budget
+
         task = row.get("task")
         if task not in TASKS:
             raise ValueError(f"task {task!r} not one of {TASKS}")
@@ -83,7 +85,7 @@ class NexusOPyfunc(PythonModel):
             sample = self.proc.encode("tts", text=text, response=text)
             batch = self.proc.collate([sample])
             hidden = self.model.speech_states(batch["input_ids"], batch["labels"])
-            codes = self.model.generate_speech(hidden, max_steps=50 * 20)
+            codes = self.model.generate_speech(hidden, max_steps=speech_budget(str(text)))
             return {"text": text, "audio": _wav_b64(self.codec.decode(codes.numpy()))}
         target_lang = "zh" if task == "s2tt" and (text or "").lower().startswith("zh") else "en"
         sample = self.proc.encode(
@@ -107,7 +109,7 @@ class NexusOPyfunc(PythonModel):
         ids, hidden = ids_rows[0], hidden_rows[0]
         out_audio = None
         if bool(row.get("return_audio")) or task == "s2s":
-            codes = self.model.generate_speech(hidden, max_steps=50 * 20)
+            codes = self.model.generate_speech(hidden, max_steps=speech_budget(self.proc.decode(ids)))
             out_audio = _wav_b64(self.codec.decode(codes.numpy()))
         return {"text": self.proc.decode(ids), "audio": out_audio}
 

@@ -11,7 +11,9 @@ exported checkpoint, applies the freeze policy, trains with DeepSpeed and export
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -79,23 +81,48 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
         | {f"trainable.{g}": n for g, n in group_counts(model).items()}
     )
     rows = load_rows(data.path(), data.files["manifest"], "train")
-    samples = stage_samples(proc, data.path(), rows, list(cfg.tasks), audio_inputs=stage != 0)
-    prefix = frozen_encoder_prefix(model)
-    if prefix is not None and cfg.cache_frozen_encoder:
-        n, secs = cache_encoder_prefix(model, samples, prefix)
-        ctx.log(f"stage {stage}: frozen encoder prefix ({prefix} layers) cached for {n} utterances in {secs:.1f}s")
-    ctx.log(f"stage {stage}: {len(samples)} samples, {trainable:,} trainable / {frozen:,} frozen parameters")
-    report = train_stage(
-        model,
-        proc,
-        samples,
-        cfg,
-        ctx.profile.train.deepspeed,
-        ctx.profile.train.seed + stage,
-        ctx.out_dir / "ds_state",
-        lambda k, v, s: mlflow.log_metric(k, v, step=s),
-        save_every=cfg.save_every,
-    )
+    phases = [cfg]
+    while phases[-1].then is not None:
+        phases.append(phases[-1].then)  # type: ignore[arg-type]
+    losses: list[float] = []
+    n_samples, offset, resumed = 0, 0, 0
+    for i, phase in enumerate(phases):
+        state = ctx.out_dir / "ds_state" / f"phase{i}"
+        done = state / "done.safetensors"
+        if done.exists():  # a finished phase of an interrupted run: its weights, not its training again
+            from safetensors.torch import load_file
+
+            model.load_state_dict(load_file(str(done)), strict=True)
+            ctx.log(f"stage {stage} phase {i} ({phase.tasks}): finished earlier, weights restored")
+            offset += phase.steps
+            continue
+        samples = stage_samples(proc, data.path(), rows, list(phase.tasks), audio_inputs=stage != 0)
+        prefix = frozen_encoder_prefix(model)
+        if prefix is not None and cfg.cache_frozen_encoder:
+            n, secs = cache_encoder_prefix(model, samples, prefix)
+            ctx.log(f"stage {stage}: frozen encoder prefix ({prefix} layers) cached for {n} utterances in {secs:.1f}s")
+        ctx.log(
+            f"stage {stage} phase {i} {phase.tasks}: {len(samples)} samples, "
+            f"{trainable:,} trainable / {frozen:,} frozen parameters"
+        )
+        report = train_stage(
+            model,
+            proc,
+            samples,
+            phase,
+            ctx.profile.train.deepspeed,
+            ctx.profile.train.seed + stage + 100 * i,
+            state,
+            step_logger(offset),
+            save_every=phase.save_every,
+        )
+        state.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(state / "export")  # then renamed: `done` exists only when complete
+        os.replace(state / "export" / "model.safetensors", done)
+        losses += report.losses
+        n_samples += len(samples)
+        offset += phase.steps
+        resumed = resumed or report.resumed_from_step
     model.train(False)
     frozen_ok = params_digest(model, trainable=False) == frozen_before
     if not frozen_ok:
@@ -104,19 +131,19 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
     extra: dict[str, float] = {}
     if stage == 3:
         extra = speech_report(ctx, model, proc)
-    losses = report.losses
     metrics = {
         f"stage{stage}_loss_first": losses[0] if losses else float("nan"),
         f"stage{stage}_loss_final": losses[-1] if losses else float("nan"),
         f"stage{stage}_trainable_params": float(trainable),
-        f"stage{stage}_samples": float(len(samples)),
+        f"stage{stage}_samples": float(n_samples),
         f"stage{stage}_frozen_unchanged": float(frozen_ok),
     } | extra
     summary = (
         f"stage {stage}: loss {metrics[f'stage{stage}_loss_first']:.3f} -> "
-        f"{metrics[f'stage{stage}_loss_final']:.3f} over {len(losses)} steps (resumed at {report.resumed_from_step})"
+        f"{metrics[f'stage{stage}_loss_final']:.3f} over {len(losses)} steps in {len(phases)} phase(s); "
+        f"resumed at step {resumed}"
     )
-    return export(ctx, model, proc, stage, metrics, summary, rows=len(samples))
+    return export(ctx, model, proc, stage, metrics, summary, rows=n_samples)
 
 
 def export(
@@ -145,6 +172,16 @@ def export(
         headline=tuple(k for k in metrics if k.endswith("_loss_final")),
         summary=summary,
     )
+
+
+def step_logger(offset: int) -> Callable[[str, float, int], None]:
+    """MLflow metric logger for a phase whose steps continue the stage's step axis at `offset`."""
+    import mlflow
+
+    def log(key: str, value: float, step: int) -> None:
+        mlflow.log_metric(key, value, step=step + offset)
+
+    return log
 
 
 def group_counts(model: torch.nn.Module) -> dict[str, int]:

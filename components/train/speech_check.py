@@ -17,7 +17,7 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 
-from model.codec import Codec2Codec
+from model.codec import Codec2Codec, speech_budget
 from model.modeling_nexus_o import NexusOForConditionalGeneration, response_states
 from model.processor import NexusOProcessor, Sample
 
@@ -72,7 +72,7 @@ def write_audio_samples(
     for i, text in enumerate(texts):
         batch = proc.collate([proc.encode("tts", text=text, response=text)])
         hidden = model.speech_states(batch["input_ids"], batch["labels"])
-        codes = model.generate_speech(hidden, max_steps=50 * max(2, len(text.split())))  # <= 1 s per word
+        codes = model.generate_speech(hidden, max_steps=speech_budget(text))
         wav = codec.decode(codes.numpy()) if codes.shape[1] else np.zeros(160, dtype=np.float32)
         path = out_dir / f"sample_{i}.wav"
         sf.write(str(path), wav, 16000)
