@@ -156,3 +156,23 @@ def test_top_k_encoder_layers_knob(tiny_model, processor, speech) -> None:  # ty
     )
     with pytest.raises(ValueError, match="has 2 layers"):
         apply_freeze_policy(tiny_model, 1, audio_encoder_trainable_layers=3)
+
+
+def test_consecutive_engines_on_one_model_leave_no_stale_hooks(tmp_path, tiny_model, processor, speech) -> None:  # type: ignore[no-untyped-def]
+    """Stage phases train the same model with a fresh DeepSpeed engine each: ZeRO's gradient hooks of the
+    previous engine must be gone (a stale hook crashed the `small` run's second stage-3 phase)."""
+    apply_freeze_policy(tiny_model, 1)
+    cfg = StageConfig(steps=1, batch_size=1, lr=1e-3, warmup_steps=0, tasks=["asr"])
+    for phase in range(2):
+        train_stage(
+            tiny_model,
+            processor,
+            _batch(1, processor, speech),
+            cfg,
+            DeepSpeedConfig(),
+            0,
+            tmp_path / str(phase),
+            lambda k, v, s: None,
+        )
+        hooks = sum(len(getattr(p, "_post_accumulate_grad_hooks", None) or {}) for p in tiny_model.parameters())
+        assert hooks == 0

@@ -115,6 +115,7 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
             state,
             step_logger(offset),
             save_every=phase.save_every,
+            objective="audio" if stage == 3 else "total",
         )
         state.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(state / "export")  # then renamed: `done` exists only when complete
@@ -133,7 +134,7 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
         extra = speech_report(ctx, model, proc)
     metrics = {
         f"stage{stage}_loss_first": losses[0] if losses else float("nan"),
-        f"stage{stage}_loss_final": losses[-1] if losses else float("nan"),
+        f"stage{stage}_loss_final": tail_mean(losses),
         f"stage{stage}_trainable_params": float(trainable),
         f"stage{stage}_samples": float(n_samples),
         f"stage{stage}_frozen_unchanged": float(frozen_ok),
@@ -172,6 +173,14 @@ def export(
         headline=tuple(k for k in metrics if k.endswith("_loss_final")),
         summary=summary,
     )
+
+
+def tail_mean(losses: list[float]) -> float:
+    """Mean of the last 10% of the steps (at least one): one batch's loss is noisy with length bucketing."""
+    if not losses:
+        return float("nan")
+    k = max(1, len(losses) // 10)
+    return sum(losses[-k:]) / k
 
 
 def step_logger(offset: int) -> Callable[[str, float, int], None]:

@@ -158,9 +158,12 @@ def train_stage(
     state_dir: Path,
     log_metric: Callable[[str, float, int], object],
     save_every: int = 0,
+    objective: str = "total",
 ) -> TrainReport:
     """Train the parameters that have requires_grad for `stage.steps` optimizer steps.
 
+    `objective`: "total" (text + audio losses) or "audio" (stage 3: only the decoder trains, so the frozen
+    LLM's text loss is left out of the objective and the logged loss).
     Per optimizer step it logs `train_loss` (mean over the accumulated micro-batches and ranks), `lr`,
     `grad_norm` (before clipping), `samples_per_s` and `tokens_per_s` (all ranks).
     """
@@ -184,6 +187,31 @@ def train_stage(
         _, client = engine.load_checkpoint(str(state_dir), tag=pointer.read_text().strip())
         start = int((client or {}).get("step", 0))
     plan = BatchPlan(samples, stage.batch_size // world, seed, rank, world)
+    try:
+        return _train_loop(
+            engine, scheduler, proc, plan, stage, start, world, state_dir, log_metric, save_every, objective
+        )
+    finally:
+        # ZeRO registers gradient hooks on the parameters; a later engine on the same model (the next phase)
+        # would otherwise run this one's stale hooks too
+        engine.destroy()
+
+
+def _train_loop(
+    engine: Any,
+    scheduler: Any,
+    proc: NexusOProcessor,
+    plan: BatchPlan,
+    stage: StageConfig,
+    start: int,
+    world: int,
+    state_dir: Path,
+    log_metric: Callable[[str, float, int], object],
+    save_every: int,
+    objective: str,
+) -> TrainReport:
+    import torch.distributed as dist
+
     engine.train()
     losses: list[float] = []
     for step in range(start, stage.steps):
@@ -193,9 +221,10 @@ def train_stage(
             batch = {k: v.to(engine.device) for k, v in proc.collate(rows).items()}
             out = engine(**batch)
             weight = token_weight(batch["labels"], world)
-            engine.backward(out.loss * weight)
+            loss = out.audio_loss if objective == "audio" else out.loss
+            engine.backward(loss * weight)
             engine.step()
-            acc += float(out.loss.detach()) * weight / stage.grad_accum
+            acc += float(loss.detach()) * weight / stage.grad_accum
             n_samples += len(rows)
             n_tokens += int(batch["attention_mask"].sum())
         totals = torch.tensor([acc, n_samples, n_tokens], dtype=torch.float64)
