@@ -372,7 +372,14 @@ class NexusOForConditionalGeneration(nn.Module):
         audio_states: torch.Tensor | None = None,  # [N_audio, T, D_enc] cached encoder states (see embed)
         audio_state_lengths: torch.Tensor | None = None,  # [N_audio] encoder frames
         audio_states_layer: torch.Tensor | int = 0,  # encoder layers already applied to audio_states
+        text_states: torch.Tensor | None = None,  # [B, L_resp, D_llm] cached response states (frozen LLM)
+        text_state_lengths: torch.Tensor | None = None,  # [B]
     ) -> NexusOOutput:
+        if text_states is not None:  # stage 3 with a frozen LLM: its response states were computed once
+            if audio_codes is None or audio_code_lengths is None or text_state_lengths is None:
+                raise ValueError("text_states need text_state_lengths, audio_codes and audio_code_lengths")
+            decoder_loss = self.audio_decoder.loss(audio_codes, audio_code_lengths, text_states, text_state_lengths)
+            return NexusOOutput(decoder_loss, None, decoder_loss, text_states.new_zeros(0), text_states)
         embeds = self.embed(
             input_ids, input_features, feature_lengths, audio_states, audio_state_lengths, int(audio_states_layer)
         )

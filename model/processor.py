@@ -46,6 +46,8 @@ class Sample:
     # frozen-encoder cache (trainer): states after `encoder_states_layer` encoder layers replace `features`
     encoder_states: np.ndarray | None = None  # [T, D_enc]
     encoder_states_layer: int = 0
+    # frozen-LLM cache (stage 3): the teacher-forced response states that feed the audio decoder
+    text_states: np.ndarray | None = None  # [L_resp, D_llm]
 
 
 class NexusOProcessor:
@@ -214,6 +216,15 @@ class NexusOProcessor:
             "labels": torch.tensor([padded(s.labels, -100) for s in samples]),
             "mm_token_type_ids": torch.tensor([padded(s.mm_token_type_ids, 0) for s in samples]),
         }
+        cached = [s.text_states for s in samples if s.text_states is not None]
+        if cached:
+            if len(cached) != len(samples):
+                raise ValueError("a batch mixes samples with and without cached response states")
+            l_max = max(a.shape[0] for a in cached)
+            batch["text_states"] = torch.tensor(
+                np.stack([np.pad(a, ((0, l_max - a.shape[0]), (0, 0))) for a in cached])
+            )
+            batch["text_state_lengths"] = torch.tensor([a.shape[0] for a in cached])
         states = [s for s in samples if s.encoder_states is not None]
         if states:
             if any(s.features is not None for s in samples) or len({s.encoder_states_layer for s in states}) > 1:

@@ -176,3 +176,31 @@ def test_consecutive_engines_on_one_model_leave_no_stale_hooks(tmp_path, tiny_mo
         )
         hooks = sum(len(getattr(p, "_post_accumulate_grad_hooks", None) or {}) for p in tiny_model.parameters())
         assert hooks == 0
+
+
+def test_cached_response_states_give_the_same_stage3_loss(tiny_model, processor, speech) -> None:  # type: ignore[no-untyped-def]
+    from components.train.encoder_cache import cache_response_states, llm_frozen
+    from model.codec import Codec2Codec
+
+    codec = Codec2Codec()
+    apply_freeze_policy(tiny_model, 3)
+    assert llm_frozen(tiny_model)
+    samples = [
+        processor.encode(
+            "tts", text="three seven one nine", response="three seven one nine", codes=codec.encode(speech[0])
+        ),
+        processor.encode("s2s", audio=speech[1], response="seven", codes=codec.encode(speech[0])),
+    ]
+    plain = tiny_model(**processor.collate(samples))
+    plain.audio_loss.backward()
+    grad = tiny_model.audio_decoder.text_proj.weight.grad.clone()
+    tiny_model.zero_grad()
+    n, _ = cache_response_states(tiny_model, processor, samples)
+    batch = processor.collate(samples)
+    assert n == 2 and "input_features" not in batch and batch["text_states"].shape[0] == 2
+    cached = tiny_model(**batch)
+    cached.loss.backward()
+    assert torch.allclose(plain.audio_loss, cached.loss, atol=1e-5)
+    assert torch.allclose(grad, tiny_model.audio_decoder.text_proj.weight.grad, atol=1e-5)
+    apply_freeze_policy(tiny_model, 2)
+    assert not llm_frozen(tiny_model)

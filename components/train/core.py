@@ -21,7 +21,7 @@ import torch
 from components.common.caching import md5_dir
 from components.common.step import StepContext, StepResult
 from components.train.data import load_rows, stage_samples, training_texts
-from components.train.encoder_cache import cache_encoder_prefix
+from components.train.encoder_cache import cache_encoder_prefix, cache_response_states, llm_frozen
 from components.train.freeze import apply_freeze_policy, frozen_encoder_prefix
 from components.train.speech_check import validation_loss, write_audio_samples
 from components.train.trainer import train_stage
@@ -97,6 +97,9 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
             offset += phase.steps
             continue
         samples = stage_samples(proc, data.path(), rows, list(phase.tasks), audio_inputs=stage != 0)
+        if stage == 3 and llm_frozen(model) and cfg.cache_frozen_encoder:
+            n, secs = cache_response_states(model, proc, samples)
+            ctx.log(f"stage {stage}: frozen LLM response states cached for {n} samples in {secs:.1f}s")
         prefix = frozen_encoder_prefix(model)
         if prefix is not None and cfg.cache_frozen_encoder:
             n, secs = cache_encoder_prefix(model, samples, prefix)

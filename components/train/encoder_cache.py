@@ -1,5 +1,11 @@
-"""Run the frozen prefix of the audio encoder once per utterance and keep its output on the samples.
+"""Frozen-part caches: run a frozen part once per sample and keep its output on the samples.
 
+1. The frozen prefix of the audio encoder (below). 2. In stage 3 everything but the audio decoder is frozen,
+so the LLM's teacher-forced response states that feed the decoder are fixed: `cache_response_states`
+computes them once and the model skips the backbone (`text_states` inputs). Both tested equal to the
+uncached forward.
+
+Encoder prefix:
 When a stage freezes the encoder's conv stem and its first m layers (stages 2 and 3 freeze all of it; stage 1
 may, via `audio_encoder_trainable_layers`), their output cannot change during the stage: computing it once
 instead of every epoch removes most of the encoder's cost (on `small` the encoder is the larger part of a
@@ -44,3 +50,34 @@ def cache_encoder_prefix(
             s.features = None
     enc.train(was_training)
     return len(audio), time.perf_counter() - start
+
+
+def llm_frozen(model: NexusOForConditionalGeneration) -> bool:
+    """True when only the audio decoder trains (stage 3): nothing that shapes its text states changes."""
+    return not any(p.requires_grad for n, p in model.named_parameters() if not n.startswith("audio_decoder."))
+
+
+@torch.no_grad()
+def cache_response_states(
+    model: NexusOForConditionalGeneration, proc: object, samples: list[Sample], batch_size: int = 16
+) -> tuple[int, float]:
+    """Teacher-forced response states [L_resp, D] per sample with response codes (stage 3). Returns
+    (samples cached, seconds). The log-mel / encoder inputs are dropped afterwards: the decoder never sees them."""
+    from model.modeling_nexus_o import response_states
+
+    start = time.perf_counter()
+    todo = sorted((s for s in samples if s.codes is not None), key=lambda s: len(s.input_ids))
+    was_training = model.training
+    model.eval()
+    for i in range(0, len(todo), batch_size):
+        part = todo[i : i + batch_size]
+        batch = proc.collate(part)  # type: ignore[attr-defined]
+        batch = {k: v for k, v in batch.items() if k not in ("audio_codes", "audio_code_lengths")}
+        out = model(**batch)
+        states, lengths = response_states(out.hidden_states, batch["labels"])
+        for j, s in enumerate(part):
+            s.text_states = states[j, : int(lengths[j])].float().numpy().copy()
+            s.features = s.encoder_states = s.pixel_values = s.pixel_values_videos = None
+            s.image_grid_thw = s.video_grid_thw = None
+    model.train(was_training)
+    return len(todo), time.perf_counter() - start
