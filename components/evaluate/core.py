@@ -18,7 +18,8 @@ from components.common.manifest import Utterance, write_jsonl
 from components.common.step import StepContext, StepResult
 from components.evaluate.metrics import HARNESS_VERSION, answer_accuracy, bleu, cer_zh, wer_en
 from components.train.data import load_audio, load_rows
-from model.codec import Codec2Codec, speech_budget
+from components.train.speech_check import speak
+from model.codec import Codec2Codec
 from model.modeling_nexus_o import NexusOForConditionalGeneration
 from model.processor import NexusOProcessor, Sample
 
@@ -61,13 +62,6 @@ def generate_answers(
         )
         out += [proc.decode(row) for row in ids]
     return out
-
-
-def transcribe_nexus(
-    model: NexusOForConditionalGeneration, proc: NexusOProcessor, wavs: list[np.ndarray], max_new_tokens: int
-) -> list[str]:
-    """Batched greedy ASR: one transcript per 16 kHz wave."""
-    return generate_answers(model, proc, [proc.encode("asr", audio=w) for w in wavs], max_new_tokens, len(wavs) or 1)
 
 
 def _subsets(rows: list[Utterance]) -> dict[str, list[int]]:
@@ -173,12 +167,8 @@ def run(ctx: StepContext) -> StepResult:
         codec = Codec2Codec()
         refs, hyps, ceiling = [], [], []
         for u in tts:
-            b = proc.collate([proc.encode("tts", text=u.text, response=u.text)])
-            hidden = model.speech_states(b["input_ids"], b["labels"])
-            codes = model.generate_speech(hidden, max_steps=speech_budget(u.text))
-            wav = codec.decode(codes.numpy()) if codes.shape[1] else np.zeros(1600, dtype=np.float32)
             refs.append(u.text)
-            hyps.append(transcribe_whisper(whisper, wav))
+            hyps.append(transcribe_whisper(whisper, speak(model, proc, codec, u.text)))
             ceiling.append(transcribe_whisper(whisper, codec.decode(codec.encode(load_audio(root, u)))))
         record("tts_asr_wer", tts, refs, hyps, ceiling)
         metrics["tts_asr_wer"] = wer_en(refs, hyps)

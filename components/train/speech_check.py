@@ -61,21 +61,25 @@ def validation_loss(
 
 
 @torch.no_grad()
+def speak(model: NexusOForConditionalGeneration, proc: NexusOProcessor, codec: Codec2Codec, text: str) -> np.ndarray:
+    """Teacher-forced text states -> generated codes -> codec2 -> 16 kHz wave (0.1 s of silence if no codes)."""
+    batch = proc.collate([proc.encode("tts", text=text, response=text)])
+    hidden = model.speech_states(batch["input_ids"], batch["labels"])
+    codes = model.generate_speech(hidden, max_steps=speech_budget(text))
+    return codec.decode(codes.numpy()) if codes.shape[1] else np.zeros(1600, dtype=np.float32)
+
+
 def write_audio_samples(
     model: NexusOForConditionalGeneration, proc: NexusOProcessor, texts: list[str], out_dir: Path
 ) -> list[Path]:
-    """Teacher-forced text states -> generated codes -> codec2 -> `out_dir/sample_<i>.wav` (16 kHz)."""
+    """`speak` each text into `out_dir/sample_<i>.wav` (+ `.txt` with the text)."""
     model.eval()
     codec = Codec2Codec()
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, text in enumerate(texts):
-        batch = proc.collate([proc.encode("tts", text=text, response=text)])
-        hidden = model.speech_states(batch["input_ids"], batch["labels"])
-        codes = model.generate_speech(hidden, max_steps=speech_budget(text))
-        wav = codec.decode(codes.numpy()) if codes.shape[1] else np.zeros(160, dtype=np.float32)
         path = out_dir / f"sample_{i}.wav"
-        sf.write(str(path), wav, 16000)
+        sf.write(str(path), speak(model, proc, codec, text), 16000)
         (out_dir / f"sample_{i}.txt").write_text(text)
         paths.append(path)
     return paths
