@@ -257,6 +257,7 @@ class NexusOOutput:
     audio_loss: torch.Tensor | None
     logits: torch.Tensor  # [B, L, V]
     hidden_states: torch.Tensor  # [B, L, D_llm], last layer
+    all_hidden_states: tuple[torch.Tensor, ...] | None = None  # input embeddings + every layer, each [B, L, D_llm]
 
 
 # Named parameter groups (the freeze policies act on these): group -> parameter-name prefixes, first match wins.
@@ -405,7 +406,14 @@ class NexusOForConditionalGeneration(nn.Module):
             text_hidden, text_lengths = response_states(hidden, labels)
             audio_loss = self.audio_decoder.loss(audio_codes, audio_code_lengths, text_hidden, text_lengths)
         losses = [x for x in (text_loss, audio_loss) if x is not None]
-        return NexusOOutput(sum(losses) if losses else None, text_loss, audio_loss, logits, hidden)  # type: ignore[arg-type]
+        return NexusOOutput(
+            sum(losses) if losses else None,  # type: ignore[arg-type]
+            text_loss,
+            audio_loss,
+            logits,
+            hidden,
+            tuple(out.hidden_states),
+        )
 
     # -- generation -------------------------------------------------------------------------------------
     @torch.no_grad()

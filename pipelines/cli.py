@@ -205,6 +205,32 @@ def dvc_yaml(check: bool = typer.Option(False, help="fail if dvc.yaml differs fr
 
 
 @app.command()
+def align(
+    a: Path = typer.Option(..., "--a", help="features A [N, d_A] (.npy)"),
+    b: Path = typer.Option(..., "--b", help="features B [N, d_B] (.npy), row i paired with A's row i"),
+    topk: int = typer.Option(10, help="neighbours for the kNN metrics and cknna"),
+    normalize: bool = typer.Option(True, help="L2-normalise rows first (--no-normalize to skip)"),
+) -> None:
+    """Kernel-alignment metrics between two paired feature matrices: one JSON object on stdout."""
+    import numpy as np
+
+    from components.evaluate.alignment import alignment_scores
+
+    feats = []
+    for path in (a, b):
+        if not path.is_file():
+            typer.echo(f"error: {path} not found (give a .npy feature matrix)", err=True)
+            raise typer.Exit(2)
+        feats.append(np.load(path, allow_pickle=False))  # never unpickle a file from the command line
+    try:
+        scores = alignment_scores(feats[0], feats[1], topk=topk, normalize=normalize)
+    except ValueError as exc:
+        typer.echo(f"error: {a} vs {b}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps(scores))
+
+
+@app.command()
 def ui(port: int = 5000) -> None:
     """Print the command that opens the MLflow UI on the local store."""
     console.print(

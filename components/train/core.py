@@ -96,7 +96,9 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
             ctx.log(f"stage {stage} phase {i} ({phase.tasks}): finished earlier, weights restored")
             offset += phase.steps
             continue
-        samples = stage_samples(proc, data.path(), rows, list(phase.tasks), audio_inputs=stage != 0)
+        samples = stage_samples(
+            proc, data.path(), rows, list(phase.tasks), audio_inputs=stage != 0, oversample=phase.oversample
+        )
         if stage == 3 and llm_frozen(model) and cfg.cache_frozen_encoder:
             n, secs = cache_response_states(model, proc, samples)
             ctx.log(f"stage {stage}: frozen LLM response states cached for {n} samples in {secs:.1f}s")

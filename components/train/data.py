@@ -40,39 +40,61 @@ def load_audio(dataset_dir: Path, utt: Utterance, rel: str | None = None) -> np.
 TEXT_VERSION = {"asr": "asr", "tts": "asr", "s2tt": "s2tt", "chat": "chat", "s2s": "chat"}
 
 
+def subset(utt: Utterance) -> str:
+    """`micro` (micro-world facts) or `free` (free text): the evaluation's subsets, also the data-mix keys."""
+    return "micro" if utt.source.startswith("micro/") else "free"
+
+
 def stage_samples(
-    proc: NexusOProcessor, dataset_dir: Path, rows: list[Utterance], tasks: list[str], audio_inputs: bool = True
+    proc: NexusOProcessor,
+    dataset_dir: Path,
+    rows: list[Utterance],
+    tasks: list[str],
+    audio_inputs: bool = True,
+    oversample: dict[str, int] | None = None,
 ) -> list[Sample]:
-    """Samples of `tasks` from `rows`; `audio_inputs=False` (stage 0) keeps only samples without input audio."""
+    """Samples of `tasks` from `rows`; `audio_inputs=False` (stage 0) keeps only samples without input audio.
+
+    `oversample` ({"asr/micro": 2, "vqa": 3}) repeats the samples of a task, or of a task on one subset, that
+    many times in the returned list (the same objects: frozen-part caches compute each once)."""
     samples: list[Sample] = []
+    repeat = oversample or {}
     codec = Codec2Codec() if {"tts", "s2s"} & set(tasks) else None
     text_tasks = {"asr", "s2tt", "chat", "caption", "emotion"} & set(tasks)
+
+    def add(task: str, part: str, sample: Sample) -> None:
+        samples.extend([sample] * repeat.get(f"{task}/{part}", repeat.get(task, 1)))
+
     for u in rows:
+        part = subset(u)
+
         if "tts" in tasks and u.task in ("tts", "asr"):
             assert codec is not None
             codes = codec.encode(load_audio(dataset_dir, u))
-            samples.append(proc.encode("tts", text=u.text, response=u.text, codes=codes))
+            add("tts", part, proc.encode("tts", text=u.text, response=u.text, codes=codes))
         if "s2s" in tasks and u.task == "s2s" and u.response_audio_path:
             assert codec is not None
             codes = codec.encode(load_audio(dataset_dir, u, u.response_audio_path))
-            samples.append(proc.encode("s2s", audio=load_audio(dataset_dir, u), response=u.target, codes=codes))
+            add("s2s", part, proc.encode("s2s", audio=load_audio(dataset_dir, u), response=u.target, codes=codes))
         if "vqa" in tasks and u.task == "vqa" and u.image_path:  # image + text question, image + spoken question
             image = Image.open(dataset_dir / u.image_path).convert("RGB")
-            samples.append(proc.encode("vqa", image=image, text=u.text, response=u.target))
+            add("vqa", part, proc.encode("vqa", image=image, text=u.text, response=u.target))
             if audio_inputs:
-                samples.append(proc.encode("vqa", image=image, audio=load_audio(dataset_dir, u), response=u.target))
+                add("vqa", part, proc.encode("vqa", image=image, audio=load_audio(dataset_dir, u), response=u.target))
         if "text" in tasks and u.task in TEXT_VERSION:
             target = u.text if u.task == "tts" else u.target
             lang = u.extra.get("target_lang")
-            samples.append(proc.encode(TEXT_VERSION[u.task], spoken=u.text, response=target, target_lang=lang))
+            add("text", part, proc.encode(TEXT_VERSION[u.task], spoken=u.text, response=target, target_lang=lang))
         if not audio_inputs:
             continue
         task = "chat" if u.task == "s2s" else u.task
         if task in text_tasks:
-            samples.append(
+            add(
+                task,
+                part,
                 proc.encode(
                     task, audio=load_audio(dataset_dir, u), response=u.target, target_lang=u.extra.get("target_lang")
-                )
+                ),
             )
     return samples
 

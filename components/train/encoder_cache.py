@@ -33,7 +33,8 @@ def cache_encoder_prefix(
 
     Returns (samples cached, seconds). Batches are formed by length so little padding is computed."""
     start = time.perf_counter()
-    audio = sorted((s for s in samples if s.features is not None), key=lambda s: s.features.shape[1])  # type: ignore[union-attr]
+    unique = {id(s): s for s in samples if s.features is not None}  # an oversampled sample is listed repeatedly
+    audio = sorted(unique.values(), key=lambda s: s.features.shape[1])  # type: ignore[union-attr]
     enc = model.audio_encoder
     was_training = enc.training
     enc.eval()
@@ -66,7 +67,8 @@ def cache_response_states(
     from model.modeling_nexus_o import response_states
 
     start = time.perf_counter()
-    todo = sorted((s for s in samples if s.codes is not None), key=lambda s: len(s.input_ids))
+    unique = {id(s): s for s in samples if s.codes is not None}  # an oversampled sample is listed repeatedly
+    todo = sorted(unique.values(), key=lambda s: len(s.input_ids))
     was_training = model.training
     model.eval()
     for i in range(0, len(todo), batch_size):

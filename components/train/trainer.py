@@ -175,8 +175,7 @@ def train_stage(
     init_distributed()
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(param_groups(model, stage), lr=stage.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(stage.warmup_steps, stage.steps))
     engine, _, _, _ = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config(stage, ds, world)
@@ -195,6 +194,17 @@ def train_stage(
         # ZeRO registers gradient hooks on the parameters; a later engine on the same model (the next phase)
         # would otherwise run this one's stale hooks too
         engine.destroy()
+
+
+def param_groups(model: torch.nn.Module, stage: StageConfig) -> list[dict[str, Any]]:
+    """Trainable parameters as optimizer groups, one per learning rate (`stage.lr` x the group's `lr_scale`)."""
+    from model.modeling_nexus_o import parameter_group
+
+    by_lr: dict[float, list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            by_lr.setdefault(stage.lr * stage.lr_scale.get(parameter_group(name), 1.0), []).append(p)  # type: ignore[call-overload]
+    return [{"params": ps, "lr": lr} for lr, ps in sorted(by_lr.items(), reverse=True)]
 
 
 def _train_loop(
