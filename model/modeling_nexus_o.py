@@ -62,7 +62,7 @@ class AudioEncoder(nn.Module):
 
         When those parts are frozen their output can be computed once per utterance and cached (trainer)."""
         enc = self.encoder
-        x = F.gelu(enc.conv1(input_features))
+        x = F.gelu(enc.conv1(input_features.to(enc.conv1.weight.dtype)))  # fp32 log-mels into a bf16 model
         x = F.gelu(enc.conv2(x)).permute(0, 2, 1)  # [B, T, D]
         t = x.shape[1]
         if t > enc.embed_positions.num_embeddings:
@@ -76,6 +76,7 @@ class AudioEncoder(nn.Module):
 
     def top(self, states: torch.Tensor, lengths: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
         """States after `start` layers [B, T, D] -> the remaining layers -> norm -> (hidden [B, T, D], lengths)."""
+        states = states.to(self.encoder.layer_norm.weight.dtype)  # cached fp32 states into a bf16 model
         x = self.encoder.layer_norm(self._layers(states, lengths, start, len(self.encoder.layers)))
         keep = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
         return x * keep[..., None], lengths
@@ -151,6 +152,7 @@ class ARAudioDecoder(nn.Module):
     def step_inputs(self, delayed: torch.Tensor, text_hidden: torch.Tensor, text_lengths: torch.Tensor) -> torch.Tensor:
         """delayed [B, K, S], text_hidden [B, L, D_llm], text_lengths [B] -> inputs [B, S, H]."""
         code = torch.stack([emb(delayed[:, q]) for q, emb in enumerate(self.code_embeddings)], 0).mean(0)  # [B,S,H]
+        text_hidden = text_hidden.to(code.dtype)  # cached fp32 text states into a bf16 decoder
         s = delayed.shape[-1]
         idx = torch.minimum(torch.arange(s, device=delayed.device)[None, :], (text_lengths - 1).clamp(min=0)[:, None])
         text = torch.gather(text_hidden, 1, idx[..., None].expand(-1, -1, text_hidden.shape[-1]))  # [B, S, D_llm]

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from components.common.config import DeepSpeedConfig, StageConfig
-from components.train.core import params_digest
-from components.train.freeze import TRAINABLE, apply_freeze_policy
+from components.train.freeze import TRAINABLE, apply_freeze_policy, params_digest
 from components.train.trainer import train_stage
 
 EXPECTED = {
@@ -261,3 +260,36 @@ def test_lr_scale_gives_each_group_its_learning_rate(tiny_model) -> None:  # typ
         StageConfig(tasks=["asr"], lr_scale={"llm": 0.0})
     with pytest.raises(ValueError):
         StageConfig(tasks=["asr"], lr_scale={"not_a_group": 0.5})
+
+
+def test_bf16_model_takes_fp32_features_and_cached_states(tiny_model, processor, speech) -> None:  # type: ignore[no-untyped-def]
+    """The cluster trains in bf16: fp32 log-mels, cached fp32 encoder states and cached fp32 text states all
+    enter a bf16 model (found by the GPU check: conv1 rejected fp32 input)."""
+    import numpy as np
+
+    from components.train.encoder_cache import cache_encoder_prefix, cache_response_states
+    from model.codec import Codec2Codec
+
+    model = tiny_model.to(torch.bfloat16)
+    asr = [processor.encode("asr", audio=speech[0], response="three seven")]
+    plain = model(**processor.collate(asr)).loss
+    assert torch.isfinite(plain)
+    apply_freeze_policy(model, 2)
+    cache_encoder_prefix(model, asr, len(model.audio_encoder.encoder.layers))
+    assert asr[0].encoder_states is not None and asr[0].encoder_states.dtype == np.float32
+    assert torch.allclose(model(**processor.collate(asr)).loss, plain, atol=0.05)
+    tts = [processor.encode("tts", text="three", response="three", codes=Codec2Codec().encode(speech[0]))]
+    apply_freeze_policy(model, 3)
+    cache_response_states(model, processor, tts)
+    out = model(**processor.collate(tts))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and model.audio_decoder.text_proj.weight.grad is not None
+
+
+def test_params_digest_handles_bf16(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    apply_freeze_policy(tiny_model, 1)
+    before = params_digest(tiny_model.to(torch.bfloat16), trainable=False)
+    assert before == params_digest(tiny_model, trainable=False)
+    with torch.no_grad():
+        tiny_model.backbone.lm_head.weight[0, 0] += 1.0
+    assert params_digest(tiny_model, trainable=False) != before

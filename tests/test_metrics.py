@@ -48,3 +48,18 @@ def test_answer_accuracy_normalises_numbers() -> None:
 
     assert answer_accuracy(["fifteen", "three"], ["15", "four"], "en") == 0.5
     assert answer_accuracy(["七"], ["七。"], "zh") == 1.0
+
+
+def test_answer_accuracy_is_reference_in_prediction() -> None:
+    from components.evaluate.metrics import answer_accuracy
+
+    # the LLaMA-Questions rule: the reference occurring in a longer answer counts; empty answers do not
+    assert answer_accuracy(["fifteen"], ["The answer is 15."], "en") == 1.0
+    assert answer_accuracy(["seven"], [""], "en") == 0.0
+    assert answer_accuracy(["new york"], ["it is in New York city"], "en") == 1.0
+    assert answer_accuracy(["new york"], ["york new"], "en") == 0.0  # a word sequence, not a bag
+    assert answer_accuracy(["5"], ["15"], "en") == 0.0  # whole numbers, not digits inside numbers
+    assert answer_accuracy(["七"], ["答案是七。"], "zh") == 1.0
+    assert answer_accuracy(["七"], ["。"], "zh") == 0.0
+    with pytest.raises(ValueError, match="hypotheses"):
+        answer_accuracy(["a"], [], "en")

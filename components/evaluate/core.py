@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -23,6 +24,7 @@ from components.common.manifest import Utterance, write_jsonl
 from components.common.step import StepContext, StepResult
 from components.evaluate.metrics import HARNESS_VERSION, answer_accuracy, bleu, cer_zh, wer_en
 from components.evaluate.plots import layer_bars, pca_clusters
+from components.evaluate.report import render as render_report
 from components.evaluate.representations import (
     Triple,
     alignment_report,
@@ -187,23 +189,31 @@ def run(ctx: StepContext) -> StepResult:
     # representational alignment (paper 4.2): language vs vision (+ audio), per stage and LLM layer
     files = {"predictions": "predictions.jsonl.gz", "metrics": "metrics.json"}
     triples = micro_world_triples(root, test, cfg.alignment_items) if cfg.alignment_items else []
+    alignment = None
     if len(triples) > cfg.alignment_topk:
-        metrics |= alignment_step(ctx, model, proc, triples, cfg.alignment_topk)
+        flat, alignment = alignment_step(ctx, model, proc, triples, cfg.alignment_topk)
+        metrics |= flat
         files |= {"alignment": "alignment.json"}
     elif cfg.alignment_items:
         ctx.log(
             f"alignment skipped: {len(triples)} digit-string triples in the test split (need > {cfg.alignment_topk})"
         )
+    (ctx.out_dir / "report.md").write_text(render_report(metrics, alignment, f"Evaluation: {ckpt}", HARNESS_VERSION))
+    files |= {"report": "report.md"}
+    import mlflow
+
+    mlflow.log_artifact(str(ctx.out_dir / "report.md"))
 
     write_jsonl(ctx.out_dir / "predictions.jsonl.gz", preds)
-    ctx.log(f"harness {HARNESS_VERSION}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
+    headline = tuple(k for k in metrics if not k.startswith(("eval_items", "align_")))  # alignment: report.md
+    ctx.log(f"harness {HARNESS_VERSION}: " + ", ".join(f"{k}={metrics[k]:.3f}" for k in headline))
     return StepResult(
         kind="evaluation",
         rows=len(preds),
         files=files,
         metrics=metrics,
-        headline=tuple(k for k in metrics if not k.startswith("eval_items")),
-        summary=", ".join(f"{k}={v:.3f}" for k, v in metrics.items()),
+        headline=headline,
+        summary=", ".join(f"{k}={metrics[k]:.3f}" for k in headline),
     )
 
 
@@ -212,7 +222,7 @@ PAIR_KEYS = {"language~vision": "lv", "language~vision+audio": "lva"}
 
 def alignment_step(
     ctx: StepContext, model: NexusOForConditionalGeneration, proc: NexusOProcessor, triples: list[Triple], topk: int
-) -> dict[str, float]:
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Alignment report -> alignment.json + plots (MLflow artifacts); flat metrics: the unembedding scores and
     the last layer's embedding scores, e.g. `align_unemb_lva_cka`, `align_emb_avg_lv_mutual_knn`."""
     import mlflow
@@ -237,4 +247,4 @@ def alignment_step(
         for pair, per_layer in pairs.items():
             flat |= {f"align_emb_{pooling}_{PAIR_KEYS[pair]}_{m}": v for m, v in per_layer[-1].items()}
     ctx.log(f"alignment: {len(triples)} triples, k={topk}, {time.perf_counter() - start:.1f}s")
-    return flat
+    return flat, report

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-HARNESS_VERSION = "nexus-o-eval-1"
+HARNESS_VERSION = "nexus-o-eval-2"  # 2: QA accuracy = reference occurs in prediction (was exact match)
 
 SMALL_NUMBERS = {
     w: str(i)
@@ -110,9 +110,27 @@ def bleu(references: list[str], hypotheses: list[str], target_lang: str) -> floa
     return float(sacrebleu.corpus_bleu(hypotheses, [references], tokenize=tok).score)
 
 
+def _answer_words(text: str) -> list[str]:
+    """English answer words: Whisper-normalised, zero..nineteen as digits, numbers kept whole ("15" is one
+    word, so a reference "5" does not occur in a prediction "15")."""
+    norm = _whisper_normalizer()(text)  # type: ignore[operator]
+    return [SMALL_NUMBERS.get(w, w) for w in norm.split()]
+
+
 def answer_accuracy(references: list[str], hypotheses: list[str], lang: str) -> float:
-    """Exact match after normalisation (`normalize_en` / `normalize_zh`): for short factual answers."""
+    """Spoken/vision QA accuracy, LLaMA-Questions rule: a prediction is correct when the normalised reference
+    occurs in the normalised prediction (English: as a contiguous word sequence; Chinese: as a substring after
+    `normalize_zh`); empty or unanswerable (normalising to nothing) predictions are wrong."""
     if not references:
         raise ValueError("no references to score")
-    norm = normalize_en if lang == "en" else normalize_zh
-    return sum(norm(r) == norm(h) for r, h in zip(references, hypotheses, strict=True)) / len(references)
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    correct = 0
+    for ref, hyp in zip(references, hypotheses, strict=True):
+        if lang == "en":
+            r, h = _answer_words(ref), _answer_words(hyp)
+            correct += bool(r) and any(h[i : i + len(r)] == r for i in range(len(h) - len(r) + 1))
+        else:
+            rz, hz = normalize_zh(ref), normalize_zh(hyp)
+            correct += bool(rz) and bool(hz) and rz in hz
+    return correct / len(references)

@@ -10,7 +10,6 @@ exported checkpoint, applies the freeze policy, trains with DeepSpeed and export
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from components.common.caching import md5_dir
 from components.common.step import StepContext, StepResult
 from components.train.data import load_rows, stage_samples, training_texts
 from components.train.encoder_cache import cache_encoder_prefix, cache_response_states, llm_frozen
-from components.train.freeze import apply_freeze_policy, frozen_encoder_prefix
+from components.train.freeze import apply_freeze_policy, frozen_encoder_prefix, params_digest
 from components.train.speech_check import validation_loss, write_audio_samples
 from components.train.trainer import train_stage
 from model.builders import build_model
@@ -31,16 +30,6 @@ from model.pretrained import from_pretrained_parts
 from model.processor import NexusOProcessor
 from model.tokenizer import train_tokenizer
 from model.whisper_ct2 import load_whisper_tiny_en
-
-
-def params_digest(model: torch.nn.Module, trainable: bool) -> str:
-    """sha256 over the (frozen or trainable) parameters, to prove frozen groups stay bit-identical."""
-    h = hashlib.sha256()
-    for name, p in sorted(model.named_parameters()):
-        if p.requires_grad == trainable:
-            h.update(name.encode())
-            h.update(p.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def initial_model(ctx: StepContext) -> tuple[NexusOForConditionalGeneration, NexusOProcessor]:
@@ -73,6 +62,8 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
     cfg = getattr(ctx.profile.train, f"stage{stage}")
     if cfg is None:  # stage 0 switched off: the initial model (pretrained parts on 7b) is the checkpoint
         return export(ctx, model, proc, stage, {"stage0_trained": 0.0}, "stage 0: no training (initial model)")
+    if ctx.profile.train.deepspeed.precision == "bf16":
+        model.to(torch.bfloat16)  # as DeepSpeed's bf16 engine will: frozen weights are compared in that dtype
     trainable, frozen = apply_freeze_policy(model, stage, cfg.audio_encoder_trainable_layers)
     frozen_before = params_digest(model, trainable=False)
     mlflow.log_params(

@@ -36,6 +36,7 @@ def cache_encoder_prefix(
     unique = {id(s): s for s in samples if s.features is not None}  # an oversampled sample is listed repeatedly
     audio = sorted(unique.values(), key=lambda s: s.features.shape[1])  # type: ignore[union-attr]
     enc = model.audio_encoder
+    device = next(enc.parameters()).device
     was_training = enc.training
     enc.eval()
     for i in range(0, len(audio), batch_size):
@@ -44,9 +45,9 @@ def cache_encoder_prefix(
         f_max += f_max % 2
         feats = torch.tensor(np.stack([np.pad(s.features, ((0, 0), (0, f_max - s.features.shape[1]))) for s in part]))  # type: ignore[union-attr, arg-type]
         lengths = torch.tensor([s.features.shape[1] for s in part])  # type: ignore[union-attr]
-        states, frames = enc.prefix(feats, lengths, n_layers)
+        states, frames = enc.prefix(feats.to(device), lengths.to(device), n_layers)
         for j, s in enumerate(part):
-            s.encoder_states = states[j, : int(frames[j])].numpy().copy()
+            s.encoder_states = states[j, : int(frames[j])].float().cpu().numpy().copy()  # bf16/GPU -> fp32 host
             s.encoder_states_layer = n_layers
             s.features = None
     enc.train(was_training)
@@ -69,16 +70,17 @@ def cache_response_states(
     start = time.perf_counter()
     unique = {id(s): s for s in samples if s.codes is not None}  # an oversampled sample is listed repeatedly
     todo = sorted(unique.values(), key=lambda s: len(s.input_ids))
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     for i in range(0, len(todo), batch_size):
         part = todo[i : i + batch_size]
         batch = proc.collate(part)  # type: ignore[attr-defined]
-        batch = {k: v for k, v in batch.items() if k not in ("audio_codes", "audio_code_lengths")}
+        batch = {k: v.to(device) for k, v in batch.items() if k not in ("audio_codes", "audio_code_lengths")}
         out = model(**batch)
         states, lengths = response_states(out.hidden_states, batch["labels"])
         for j, s in enumerate(part):
-            s.text_states = states[j, : int(lengths[j])].float().numpy().copy()
+            s.text_states = states[j, : int(lengths[j])].float().cpu().numpy().copy()
             s.features = s.encoder_states = s.pixel_values = s.pixel_values_videos = None
             s.image_grid_thw = s.video_grid_thw = None
     model.train(was_training)

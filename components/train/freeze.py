@@ -11,6 +11,9 @@ stage 3 audio output:    only the AR audio decoder trains
 
 from __future__ import annotations
 
+import hashlib
+
+import torch
 from torch import nn
 
 from model.modeling_nexus_o import parameter_group
@@ -65,3 +68,13 @@ def frozen_encoder_prefix(model: nn.Module) -> int | None:
             break
         n += 1
     return n
+
+
+def params_digest(model: torch.nn.Module, trainable: bool) -> str:
+    """sha256 over the (frozen or trainable) parameters, to prove frozen groups stay bit-identical."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if p.requires_grad == trainable:
+            h.update(name.encode())
+            h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())  # any dtype (bf16)
+    return h.hexdigest()
