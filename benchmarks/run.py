@@ -307,6 +307,36 @@ def training_throughput(results: dict[str, float]) -> None:
     results["mem_7b_zero3_per_gpu_gib"] = gpu3 / 2**30
 
 
+def evaluation_throughput(results: dict[str, float]) -> None:
+    """Transcription utterances/s of the `small` model (random weights, up to 24 greedy tokens each):
+    the evaluate step's batched KV-cache generation (batch 16, left padding) vs one prompt at a time."""
+    import torch
+
+    from components.evaluate.core import generate_answers
+    from components.synthesize.core import default_backend, parse_speaker
+    from model.builders import build_model
+    from model.processor import NexusOProcessor
+    from model.tokenizer import train_tokenizer
+
+    texts = [
+        f"{a} {b} {c}" for a in ("three", "seven", "one", "nine") for b in ("two", "five") for c in ("six", "zero")
+    ]
+    tok = train_tokenizer(texts * 5, 500)
+    proc = NexusOProcessor.build(tok)
+    torch.manual_seed(0)
+    model = build_model("small", len(tok)).eval()
+    backend = default_backend()
+    prompts = [
+        proc.encode("asr", audio=backend.synthesize(t, "en", parse_speaker("en-us:p50:s170"), 16000)) for t in texts
+    ]
+    for batch in (16, 1):  # random weights rarely emit the end token: both ways decode ~the full budget
+        generate_answers(model, proc, prompts[:2], 4, batch)  # warm-up
+        t = time.perf_counter()
+        generate_answers(model, proc, prompts, 24, batch)
+        results[f"eval_small_b{batch}_utt_per_s"] = len(prompts) / (time.perf_counter() - t)
+    results["eval_small_batched_speedup"] = results["eval_small_b16_utt_per_s"] / results["eval_small_b1_utt_per_s"]
+
+
 def main() -> None:
     from components.common.paths import set_offline_env
 
@@ -320,6 +350,7 @@ def main() -> None:
         ("codec_intelligibility", codec_intelligibility),
         ("small_model", small_model_throughput),
         ("training", training_throughput),
+        ("evaluation", evaluation_throughput),
     ):
         t = time.perf_counter()
         fn(results)
