@@ -226,6 +226,8 @@ def test_oversampling_repeats_a_subset_and_caches_each_sample_once(tmp_path, tin
     mixed = stage_samples(processor, tmp_path, rows, ["asr", "chat"], oversample={"asr/micro": 3, "chat": 2})
     assert len(mixed) == 3 + 2 + 1  # micro asr x3, free asr x1, chat x2
     assert mixed[0] is mixed[1] is mixed[2] and mixed[3] is not mixed[0] and mixed[4] is mixed[5]
+    micro_only = stage_samples(processor, tmp_path, rows, ["asr", "chat"], subsets=["micro"])
+    assert len(micro_only) == 2  # the fortune's row gives nothing
     apply_freeze_policy(tiny_model, 2)
     n, _ = cache_encoder_prefix(tiny_model, mixed, len(tiny_model.audio_encoder.encoder.layers))
     assert n == 3 and all(s.features is None and s.encoder_states is not None for s in mixed)

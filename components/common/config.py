@@ -227,6 +227,11 @@ class StageConfig(_Strict):
         description="per parameter group learning-rate multiplier, e.g. {'audio_encoder': 0.05}: a pretrained "
         "encoder fine-tuned next to a fresh adapter takes a smaller step (groups not named: 1.0)",
     )
+    subsets: list[Literal["micro", "free"]] = Field(
+        ["micro", "free"],
+        min_length=1,
+        description="which data subsets feed this stage/phase: micro-world facts, free text, or both",
+    )
     oversample: dict[str, int] = Field(
         default_factory=dict,
         description="data mix: repeat factor per sample task or task/subset (subset: micro | free), e.g. "

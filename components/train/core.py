@@ -88,7 +88,13 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
             offset += phase.steps
             continue
         samples = stage_samples(
-            proc, data.path(), rows, list(phase.tasks), audio_inputs=stage != 0, oversample=phase.oversample
+            proc,
+            data.path(),
+            rows,
+            list(phase.tasks),
+            audio_inputs=stage != 0,
+            oversample=phase.oversample,
+            subsets=phase.subsets,
         )
         if stage == 3 and llm_frozen(model) and cfg.cache_frozen_encoder:
             n, secs = cache_response_states(model, proc, samples)

@@ -52,11 +52,13 @@ def stage_samples(
     tasks: list[str],
     audio_inputs: bool = True,
     oversample: dict[str, int] | None = None,
+    subsets: tuple[str, ...] | list[str] = ("micro", "free"),
 ) -> list[Sample]:
     """Samples of `tasks` from `rows`; `audio_inputs=False` (stage 0) keeps only samples without input audio.
 
     `oversample` ({"asr/micro": 2, "vqa": 3}) repeats the samples of a task, or of a task on one subset, that
-    many times in the returned list (the same objects: frozen-part caches compute each once)."""
+    many times in the returned list (the same objects: frozen-part caches compute each once). Rows outside
+    `subsets` (micro | free) give no samples."""
     samples: list[Sample] = []
     repeat = oversample or {}
     codec = Codec2Codec() if {"tts", "s2s"} & set(tasks) else None
@@ -67,6 +69,8 @@ def stage_samples(
 
     for u in rows:
         part = subset(u)
+        if part not in subsets:
+            continue
 
         if "tts" in tasks and u.task in ("tts", "asr"):
             assert codec is not None
