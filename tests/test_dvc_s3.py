@@ -76,3 +76,14 @@ def test_dead_endpoint_fails_clearly_after_bounded_retries(monkeypatch, s3, repo
     _env(monkeypatch, s3, endpoint=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(DvcError, match="unreachable"):
         publish(dataset, "s3test", "speech", "minio", root=repo)
+
+
+def test_hint_names_the_cause_whole_words_only() -> None:
+    """A port such as 40385 in an unreachable endpoint's URL is not an HTTP 403 (a flaky CI failure)."""
+    from components.version.core import _hint
+
+    dead = 'ERROR: unexpected error - Could not connect to the endpoint URL: "http://127.0.0.1:40385/dvc/x"'
+    assert "unreachable" in _hint(dead)
+    assert "credentials" in _hint("An error occurred (403) when calling the HeadObject operation: Forbidden")
+    assert "credentials" in _hint("InvalidAccessKeyId: The AWS Access Key Id you provided does not exist")
+    assert _hint("something else at port 14035") == "see DVC's output below"

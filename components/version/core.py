@@ -9,6 +9,7 @@ Remotes: `local` -> `$NEXUS_HOME/dvc-remote` (configured in `.dvc/config.local`,
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,15 +40,17 @@ _ENDPOINT_ERRORS = (
 
 
 def _hint(output: str) -> str:
-    if any(e in output for e in _CREDENTIAL_ERRORS):
-        return (
-            "the S3 remote rejected the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
-            "(Kubernetes Secret nexus-o-secrets on a cluster)"
-        )
-    if any(e in output for e in _ENDPOINT_ERRORS):
+    # endpoint first: an unreachable endpoint never answers 403, but its URL may hold "403" (port 40385);
+    # error names and codes match as whole words only
+    if any(re.search(rf"\b{re.escape(e)}\b", output) for e in _ENDPOINT_ERRORS):
         return (
             "the S3 endpoint is unreachable (after bounded retries): check AWS_ENDPOINT_URL and that the "
             "object store (MinIO) is running"
+        )
+    if any(re.search(rf"\b{re.escape(e)}\b", output) for e in _CREDENTIAL_ERRORS):
+        return (
+            "the S3 remote rejected the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+            "(Kubernetes Secret nexus-o-secrets on a cluster)"
         )
     return "see DVC's output below"
 
