@@ -86,13 +86,15 @@ def _subsets(rows: list[Utterance]) -> dict[str, list[int]]:
 
 def _pick(rows: list[Utterance], n: int) -> list[Utterance]:
     """At most n rows, keeping the micro/free mix of the split (first rows of each, in manifest order)."""
-    micro = [u for u in rows if u.source.startswith("micro/")]
-    free = [u for u in rows if not u.source.startswith("micro/")]
+    micro = [u for u in rows if subset(u) == "micro"]
+    free = [u for u in rows if subset(u) == "free"]
     k = min(len(micro), max(n - len(free), n // 2))
     return micro[:k] + free[: n - k]
 
 
 def run(ctx: StepContext) -> StepResult:
+    import mlflow
+
     cfg = ctx.profile.evaluate
     data = ctx.inputs["dataset"]
     root = data.path()
@@ -200,8 +202,6 @@ def run(ctx: StepContext) -> StepResult:
         )
     (ctx.out_dir / "report.md").write_text(render_report(metrics, alignment, f"Evaluation: {ckpt}", HARNESS_VERSION))
     files |= {"report": "report.md"}
-    import mlflow
-
     mlflow.log_artifact(str(ctx.out_dir / "report.md"))
 
     write_jsonl(ctx.out_dir / "predictions.jsonl.gz", preds)
@@ -233,10 +233,7 @@ def alignment_step(
     (ctx.out_dir / "alignment.json").write_text(json.dumps(report, indent=1))
     plots = [
         layer_bars(report, ctx.out_dir / "alignment_layers.png"),
-        pca_clusters(
-            {"language": un["language"], "vision": un["vision"], "audio": un["audio"]},
-            ctx.out_dir / "pca_unembedding.png",
-        ),
+        pca_clusters(un, ctx.out_dir / "pca_unembedding.png"),
     ]
     for path in [ctx.out_dir / "alignment.json", *plots]:
         mlflow.log_artifact(str(path), artifact_path="alignment")

@@ -33,7 +33,7 @@ from components.evaluate.alignment import alignment_scores
 from components.synthesize.images import render
 from components.train.data import load_audio
 from model.modeling_nexus_o import NexusOForConditionalGeneration
-from model.processor import NexusOProcessor
+from model.processor import NexusOProcessor, audio_token_count
 
 DIGITS = {
     "en": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
@@ -78,8 +78,6 @@ def _segments(proc: NexusOProcessor, t: Triple) -> dict[str, dict[str, Any]]:
     img = proc.image_processor(images=[t.image], return_tensors="pt")
     n_image = int(img["image_grid_thw"].prod()) // (proc.image_processor.merge_size**2)
     feats = proc.features(t.audio)
-    from model.processor import audio_token_count
-
     n_audio = audio_token_count(feats.shape[1], proc.adapter_stack)
     vision = "<|vision_start|>" + "<|image_pad|>" * n_image + "<|vision_end|>"
     audio = "<|audio_bos|>" + "<|AUDIO|>" * n_audio + "<|audio_eos|>"

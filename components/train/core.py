@@ -96,7 +96,7 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
             oversample=phase.oversample,
             subsets=phase.subsets,
         )
-        if stage == 3 and llm_frozen(model) and cfg.cache_frozen_encoder:
+        if llm_frozen(model) and cfg.cache_frozen_encoder:  # stage 3: only the audio decoder trains
             n, secs = cache_response_states(model, proc, samples)
             ctx.log(f"stage {stage}: frozen LLM response states cached for {n} samples in {secs:.1f}s")
         prefix = frozen_encoder_prefix(model)

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from model.modeling_nexus_o import NexusOForConditionalGeneration
+from model.modeling_nexus_o import NexusOForConditionalGeneration, parameter_group, response_states
 from model.processor import Sample
 
 
@@ -56,7 +56,7 @@ def cache_encoder_prefix(
 
 def llm_frozen(model: NexusOForConditionalGeneration) -> bool:
     """True when only the audio decoder trains (stage 3): nothing that shapes its text states changes."""
-    return not any(p.requires_grad for n, p in model.named_parameters() if not n.startswith("audio_decoder."))
+    return not any(p.requires_grad for n, p in model.named_parameters() if parameter_group(n) != "audio_decoder")
 
 
 @torch.no_grad()
@@ -65,8 +65,6 @@ def cache_response_states(
 ) -> tuple[int, float]:
     """Teacher-forced response states [L_resp, D] per sample with response codes (stage 3). Returns
     (samples cached, seconds). The log-mel / encoder inputs are dropped afterwards: the decoder never sees them."""
-    from model.modeling_nexus_o import response_states
-
     start = time.perf_counter()
     unique = {id(s): s for s in samples if s.codes is not None}  # an oversampled sample is listed repeatedly
     todo = sorted(unique.values(), key=lambda s: len(s.input_ids))
