@@ -5,6 +5,8 @@ nexus-o compile --profile cluster --out nexus-o.yaml
 nexus-o step filter --profile tiny         # one step from the published refs (what dvc.yaml calls)
 nexus-o data filter --input IN.jsonl --output KEPT.jsonl --rejected REJ.jsonl
 nexus-o dvc-yaml [--check]
+nexus-o evaluate --model models:/nexus-o@champion [--baseline stage1=PATH] [--dataset DIR] [--profile small]
+nexus-o align --a A.npy --b B.npy [--topk 10]   # kernel-alignment metrics of two paired feature matrices
 nexus-o ui                                 # how to open the MLflow UI on the local store
 """
 
@@ -228,6 +230,78 @@ def align(
         typer.echo(f"error: {a} vs {b}: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(json.dumps(scores))
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Option(..., "--model", help="checkpoint folder or MLflow URI, e.g. models:/nexus-o@champion"),
+    dataset: Path | None = typer.Option(None, help="dataset folder (manifest.jsonl.gz); default: the profile's"),
+    testbed: Path | None = typer.Option(None, help="testbed folder (manifest.jsonl.gz); default: the profile's"),
+    baseline: list[str] = typer.Option([], help="NAME=CHECKPOINT_OR_URI evaluated on the same ASR items"),
+    profile: str = typer.Option("tiny", help="profile whose `evaluate` settings and published data are used"),
+    overrides: str = typer.Option("{}"),
+    out: Path | None = typer.Option(None, help="output folder (default: $NEXUS_HOME/evaluations/<time>)"),
+    log: bool = typer.Option(True, help="log the evaluation as an MLflow run (--no-log to skip)"),
+) -> None:
+    """Evaluate one checkpoint alone: the evaluate step's tables, report and predictions for any model."""
+    set_offline_env()
+    from components.common.config import load_profile
+    from components.common.manifest import DatasetRef, Utterance, read_records
+    from components.common.step import ref_file
+    from components.evaluate.core import evaluate_all, resolve_checkpoint
+
+    prof = load_profile(profile, overrides)
+    dest = out or nexus_home() / "evaluations" / time.strftime("%Y%m%d-%H%M%S")
+
+    def published(step_name: str) -> Path | None:
+        path = ref_file(prof.name, step_name)
+        return DatasetRef.from_json(path.read_text()).path() if path.exists() else None
+
+    data = dataset or published("version")
+    if data is None or not (data / "manifest.jsonl.gz").is_file():
+        console.print(
+            f"[red]no dataset[/]: give --dataset DIR with a manifest.jsonl.gz, or run profile {profile} first"
+        )
+        raise typer.Exit(2)
+    tb = testbed or published("testbed")
+    try:
+        ckpt = resolve_checkpoint(model, dest / "model")
+        extra = {}
+        for item in baseline:
+            name, sep, spec = item.partition("=")
+            if not sep or not name.isidentifier():
+                raise ValueError(f"--baseline {item!r}: expected NAME=CHECKPOINT_OR_URI with NAME like champion")
+            extra[name] = resolve_checkpoint(spec, dest / f"baseline_{name}")
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    rows = read_records(tb / "manifest.jsonl.gz", Utterance) if tb and (tb / "manifest.jsonl.gz").is_file() else []
+    metrics, files = evaluate_all(
+        ckpt,
+        data,
+        "manifest.jsonl.gz",
+        prof.evaluate,
+        dest,
+        testbed=(rows, tb) if rows and tb else None,
+        baselines=extra,
+        log=lambda msg: console.print(f"[dim]{msg}[/]"),
+    )
+    if log:
+        from components.common.tracking import EXPERIMENT, init_mlflow
+
+        mlflow = init_mlflow()
+        mlflow.set_experiment(EXPERIMENT)
+        with mlflow.start_run(run_name="evaluate", tags={"nexus.kind": "evaluation", "nexus.profile": prof.name}):
+            mlflow.log_params({"model": model, "dataset": str(data), "testbed": str(tb)})
+            mlflow.log_metrics(metrics)
+            mlflow.log_artifacts(str(dest), artifact_path="evaluation")
+    table = Table(title=f"evaluation of {model}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(k for k in metrics if not k.startswith(("align_emb", "eval_items"))):
+        table.add_row(key, f"{metrics[key]:.4f}")
+    console.print(table)
+    console.print(f"report: {dest / files['report']}")
 
 
 @app.command()

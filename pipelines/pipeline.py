@@ -3,8 +3,9 @@
 No `from __future__ import annotations` here: KFP reads the pipeline function's real annotations.
 
     open_run -> ingest -> filter -> judge -> synthesize_plan -> ParallelFor(synthesize_shard) -> synthesize (merge)
-             -> validate -> version -> train_stage0 -> train_stage1 -> train_stage2
-             -> train_stage3 -> evaluate -> gate -> register (only if the gate passed)  (exit: close_run)
+             -> validate -> version -> testbed -> train_stage0 -> train_stage1 -> train_stage2
+             -> train_stage3 -> evaluate (+ testbed, stage 0/1 baselines) -> gate -> register (only if the gate
+             passed)  (exit: close_run)
 
 Locally `nexus-o run` executes it with kfp.local (SubprocessRunner, use_venv=False); `nexus-o compile`
 writes the same DAG as KFP YAML with the profile's cluster settings (GPUs, node selector, tolerations,
@@ -29,6 +30,7 @@ def _components() -> dict[str, Any]:
     from components.judge.component import judge
     from components.register.component import register
     from components.synthesize.component import synthesize, synthesize_plan, synthesize_shard
+    from components.testbed.component import testbed
     from components.train.component import train_stage0, train_stage1, train_stage2, train_stage3
     from components.validate.component import validate
     from components.version.component import version
@@ -42,6 +44,7 @@ def _components() -> dict[str, Any]:
         "synthesize": synthesize,
         "validate": validate,
         "version": version,
+        "testbed": testbed,
         "train_stage0": train_stage0,
         "train_stage1": train_stage1,
         "train_stage2": train_stage2,
@@ -63,6 +66,9 @@ def apply_cluster_settings(task: Any, resources: str, prof: Profile) -> None:
         task, secret_name=c.secret_name, secret_key_to_env={v: k for k, v in c.secret_env.items()}
     )
     kubernetes.mount_pvc(task, pvc_name=c.workspace_pvc, mount_path=c.workspace_mount)
+    # the models volume (pretrained checkpoints, the labeler, testbed recordings) on every task that reads it
+    if resources != "cpu" or task.component_spec.name == "testbed":
+        kubernetes.mount_pvc(task, pvc_name=c.models_pvc, mount_path=c.models_mount)
     gpus = {"gpu_train": c.gpus_per_train_step, "gpu_eval": c.gpus_per_eval_step}.get(resources, 0)
     if gpus:
         task.set_accelerator_type(c.accelerator_type).set_accelerator_limit(gpus)
@@ -78,7 +84,6 @@ def apply_cluster_settings(task: Any, resources: str, prof: Profile) -> None:
                 effect=tol.get("effect"),
             )
         kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
-        kubernetes.mount_pvc(task, pvc_name=c.models_pvc, mount_path=c.models_mount)
 
 
 def build_pipeline(prof: Profile, cluster: bool = False) -> Any:

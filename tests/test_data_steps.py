@@ -106,3 +106,17 @@ def test_micro_world_covers_every_task_in_both_languages() -> None:
         if "fact" in r.extra:
             by_fact.setdefault(r.extra["fact"], set()).add(r.split)
     assert all(len(s) == 1 for s in by_fact.values())
+
+
+def test_seeded_subset_keeps_order_and_is_reproducible() -> None:
+    from components.common.config import StageConfig
+    from components.train.data import seeded_subset
+
+    rows = [Utterance(f"u{i}", "t", "en", "s", "train", "asr", "t", "a.wav", 1.0, 16000, "s") for i in range(50)]
+    a, b = seeded_subset(rows, 10, 7), seeded_subset(rows, 10, 7)
+    assert [u.id for u in a] == [u.id for u in b] and len(a) == 10
+    assert [int(u.id[1:]) for u in a] == sorted(int(u.id[1:]) for u in a)  # manifest order kept
+    assert [u.id for u in seeded_subset(rows, 10, 8)] != [u.id for u in a]
+    assert seeded_subset(rows, None, 7) == rows and seeded_subset(rows, 99, 7) == rows
+    with pytest.raises(ValueError, match="max_rows"):
+        StageConfig(tasks=["asr"], max_rows=0)

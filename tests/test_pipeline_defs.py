@@ -54,8 +54,9 @@ def test_cluster_compile_has_gpus_image_and_secrets(tmp_path: Path) -> None:
     for name, e in platform.items():  # every task shares NEXUS_HOME; GPU tasks also see the model volume
         pvcs = {m["constant"]: m["mountPath"] for m in e.get("pvcMount", [])}
         assert pvcs.get(prof.cluster.workspace_pvc) == prof.cluster.workspace_mount, name
+        if "train-stage" in name or "testbed" in name or "evaluate" in name:  # checkpoints, labeler, recordings
+            assert pvcs.get(prof.cluster.models_pvc) == prof.cluster.models_mount, name
         if "train-stage" in name:
-            assert pvcs.get(prof.cluster.models_pvc) == prof.cluster.models_mount
             assert any(v["mountPath"] == "/dev/shm" for v in e.get("emptyDirMounts", []))
     assert any("secretAsEnv" in v for v in platform.values())
     assert any("nodeSelector" in v for v in platform.values())

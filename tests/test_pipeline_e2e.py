@@ -37,7 +37,28 @@ def test_tiny_pipeline_end_to_end(tmp_path: Path) -> None:
     (evaluation,) = (home / "steps" / "evaluate").glob("*/metrics.json")
     metrics = json.loads(evaluation.read_text())
     assert {"asr_en_wer", "align_unemb_lva_cka", "align_emb_last_lv_mutual_knn"} <= set(metrics), sorted(metrics)
-    assert (evaluation.parent / "alignment_layers.png").stat().st_size > 0
+    for png in ("alignment_layers.png", "pca_layers_trimodal.png", "pca_layers_vision_audio.png"):
+        assert (evaluation.parent / png).stat().st_size > 0
+    testbed = {f"asr_en_wer_testbed_{c}" for c in ("noise", "babble", "reverb")}
+    assert testbed | {"asr_en_wer_testbed_noise_whisper_tiny", "asr_en_wer_stage0", "asr_en_wer_stage1"} <= set(metrics)
+    assert "Real-scenario testbed" in (evaluation.parent / "report.md").read_text()
+
+    # `nexus-o evaluate` on the registered champion (an MLflow URI) reproduces the step's numbers exactly
+    (stage1,) = (home / "steps" / "train_stage1").glob("*/checkpoint")
+    env = {**os.environ, "NEXUS_HOME": str(home), "COLUMNS": "200"}
+    args = ["evaluate", "--model", "models:/nexus-o@champion", "--baseline", f"stage1={stage1}", "--profile", "tiny"]
+    cli = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args, "--out", str(tmp_path / "ev")],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert cli.returncode == 0, cli.stdout[-4000:] + cli.stderr[-4000:]
+    again = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    for key in ("asr_en_wer", "asr_en_wer_stage1", "asr_en_wer_testbed_noise", "align_unemb_lva_cka"):
+        assert again[key] == pytest.approx(metrics[key], abs=1e-9), key
 
     second = _run(home)
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]

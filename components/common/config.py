@@ -237,6 +237,12 @@ class StageConfig(_Strict):
         description="data mix: repeat factor per sample task or task/subset (subset: micro | free), e.g. "
         "{'asr/micro': 2}; each repeat is one more copy per epoch (the same sample object, cached once)",
     )
+    max_rows: int | None = Field(
+        None,
+        ge=1,
+        description="at most this many training rows (a seeded random subset, manifest order kept) feed the "
+        "stage: a short stage then prepares features and caches only for rows it can reach",
+    )
 
     @model_validator(mode="after")
     def _oversample_keys(self) -> StageConfig:
@@ -268,12 +274,31 @@ class TrainConfig(_Strict):
     stage3: StageConfig = StageConfig(tasks=["tts", "s2s"])
 
 
+class TestbedConfig(_Strict):
+    """Paper 3.4 real-scenario ASR testbed (components/testbed): degraded held-out audio + labelled recordings."""
+
+    conditions: list[Literal["noise", "babble", "reverb"]] = ["noise", "babble", "reverb"]
+    items_per_condition: int = Field(16, ge=0, description="English held-out ASR utterances per condition")
+    noise_snr_db: float = Field(15.0, description="SNR of the coloured noise (dB)")
+    babble_snr_db: float = Field(15.0, description="SNR of the three-talker crosstalk (dB)")
+    rt60_s: float = Field(0.3, gt=0, le=3, description="reverberation time of the synthetic room (s)")
+    drr_db: float = Field(3.0, description="direct-to-reverberant energy ratio of the room (dB; 0 = far field)")
+    recordings: str | None = Field(None, description="folder of recordings (any source) labelled by the ASR")
+    labeler_model: str | None = Field(
+        None, description="CTranslate2 Whisper model folder for labelling (null: packaged Whisper tiny.en)"
+    )
+    max_recording_s: float = Field(30.0, gt=0, description="longer recordings are quarantined (cut them first)")
+
+
 class EvaluateConfig(_Strict):
     max_items: int = Field(20, ge=1)
     max_new_tokens: int = Field(24, ge=1)
     batch_size: int = Field(8, ge=1, description="prompts per left-padded generation batch")
     max_tts_items: int = Field(20, ge=0, description="held-out texts spoken by the model and transcribed")
     baseline_whisper: bool = True
+    baseline_stages: list[Literal[0, 1]] = Field(
+        [0, 1], description="earlier-stage checkpoints evaluated on the same ASR items (0: untrained audio path)"
+    )
     alignment_items: int = Field(
         64, ge=0, description="tri-modal triples for the representational-alignment analysis (0: skip it)"
     )
@@ -330,6 +355,7 @@ class Profile(_Strict):
     version: VersionConfig = VersionConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    testbed: TestbedConfig = TestbedConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     gate: GateConfig = GateConfig()
     register_: RegisterConfig = Field(RegisterConfig(), alias="register")

@@ -29,6 +29,9 @@ class StepSpec:
     items: str | None = None
     # inputs that receive the list of all outputs of a fan-out step (dsl.Collected)
     collect: tuple[str, ...] = ()
+    # content-key material from outside the inputs and profile (module:function(profile) -> dict), e.g. the
+    # md5 of a folder the profile points at
+    key_extra: str | None = None
 
     @property
     def code_paths(self) -> tuple[str, ...]:
@@ -139,13 +142,28 @@ STEPS: tuple[StepSpec, ...] = (
         "Audio output: only the AR audio decoder trains.",
     ),
     StepSpec(
+        "testbed",
+        "components.testbed.core:run",
+        {"dataset": "version"},
+        ("seed", "testbed"),
+        ("components/testbed", "components/synthesize", "components/train/data.py"),
+        description="Real-scenario ASR testbed: degraded held-out audio + recordings labelled by an off-the-shelf ASR.",
+        key_extra="components.testbed.core:recordings_key",
+    ),
+    StepSpec(
         "evaluate",
         "components.evaluate.core:run",
-        {"dataset": "version", "checkpoint": "train_stage3"},
+        {
+            "dataset": "version",
+            "checkpoint": "train_stage3",
+            "testbed": "testbed",
+            "stage0": "train_stage0",
+            "stage1": "train_stage1",
+        },
         ("evaluate",),
-        ("components/evaluate", *MODEL_CODE),
+        ("components/evaluate", "components/train", *MODEL_CODE),
         "gpu_eval",
-        description="ASR WER (+ off-the-shelf Whisper baseline) on the held-out split.",
+        description="Paper tables: ASR (+ testbed), S2TT, QA, vision, speech output, alignment; baselines beside.",
     ),
     StepSpec(
         "gate",

@@ -60,9 +60,13 @@ def _config_for(spec: StepSpec, profile: Profile) -> dict[str, Any]:
     return {name: resolved[name] for name in spec.params}
 
 
-def _load(func: str) -> Callable[[StepContext], StepResult]:
+def _resolve(func: str) -> Any:
     module, name = func.split(":")
-    fn: Callable[[StepContext], StepResult] = getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(module), name)
+
+
+def _load(func: str) -> Callable[[StepContext], StepResult]:
+    fn: Callable[[StepContext], StepResult] = _resolve(func)
     return fn
 
 
@@ -92,7 +96,10 @@ def run_step(
     collections = {name: parse_ref_list(given[name]) for name in spec.collect}
     md5s: dict[str, str] = {k: r.md5 for k, r in refs.items()}
     md5s |= {k: ",".join(r.md5 for r in v) for k, v in collections.items()}
-    key = step_key(step, dict(sorted(md5s.items())), _config_for(spec, prof), code_version(spec.code_paths))
+    config = _config_for(spec, prof)
+    if spec.key_extra:
+        config["external"] = _resolve(spec.key_extra)(prof)
+    key = step_key(step, dict(sorted(md5s.items())), config, code_version(spec.code_paths))
     out_dir = step_dir(step, key)
     marker = out_dir / SUCCESS_MARKER
     ctx = StepContext(

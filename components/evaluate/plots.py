@@ -1,5 +1,6 @@
-"""Alignment plots (PNG, matplotlib Agg): the paper's figure 6 (per-layer bars) and figures 5, 7-9 (PCA of each
-modality's space coloured by k-means cluster)."""
+"""Alignment plots (PNG, matplotlib Agg): the paper's figure 6 (per-layer bars), figure 5 (PCA of each
+modality's unembedding space coloured by k-means cluster) and figures 7-9 (per LLM layer, one PCA of the
+modalities' hidden states together, coloured by modality)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def layer_bars(report: dict[str, Any], path: Path) -> Path:
 
 
 def pca_clusters(features: dict[str, np.ndarray], path: Path, clusters: int = 5, seed: int = 0) -> Path:
-    """Figures 5, 7-9: each space projected on its first two principal components, coloured by k-means."""
+    """Figure 5: each space projected on its first two principal components, coloured by k-means."""
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
 
@@ -63,5 +64,45 @@ def pca_clusters(features: dict[str, np.ndarray], path: Path, clusters: int = 5,
         ax.set_yticks([])
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+MODALITY_COLOURS = {"language": "tab:blue", "vision": "tab:orange", "audio": "tab:green", "vision+audio": "tab:green"}
+
+
+def pca_layers(
+    emb: dict[str, np.ndarray], path: Path, groups: tuple[str, ...], pooling: str = "avg", seed: int = 0
+) -> Path:
+    """Figures 8 (groups language, vision, audio) and 9 (language, vision+audio): per LLM layer, the groups'
+    pooled hidden states ([n_layers + 1, N, D] each, from `embedding_features`) projected together on their
+    first two principal components, coloured by modality (paper colours). Overlap = alignment."""
+    from sklearn.decomposition import PCA
+
+    plt = _pyplot()
+    n_layers = emb[f"{groups[0]}/{pooling}"].shape[0]
+    cols = min(n_layers, 5)
+    rows = (n_layers + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
+    for layer in range(rows * cols):
+        ax = axes[layer // cols][layer % cols]
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if layer >= n_layers:
+            ax.axis("off")
+            continue
+        parts = [emb[f"{g}/{pooling}"][layer] for g in groups]
+        xy = PCA(n_components=2, random_state=seed).fit_transform(np.concatenate(parts))
+        start = 0
+        for g, x in zip(groups, parts, strict=True):
+            ax.scatter(
+                xy[start : start + len(x), 0], xy[start : start + len(x), 1], s=8, c=MODALITY_COLOURS[g], label=g
+            )
+            start += len(x)
+        ax.set_title(f"layer {layer}", fontsize=9)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{' / '.join(groups)}: PCA per LLM layer ({pooling}-token pooling)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

@@ -21,22 +21,58 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def render(metrics: dict[str, float], alignment: dict[str, Any] | None, title: str, harness: str) -> str:
-    """Markdown with one table per paper table; percentages for error rates and accuracies."""
+BASELINE_TITLES = {
+    "whisper_tiny": "Whisper tiny.en (same audio)",
+    "stage0": "stage 0 checkpoint (untrained audio path)",
+    "stage1": "stage 1 checkpoint (aligned only)",
+}
+ASR_ROWS = [
+    ("English, all", "asr_en_wer"),
+    ("English, micro-world", "asr_en_wer_micro"),
+    ("English, free text", "asr_en_wer_free"),
+    ("Mandarin, all (CER)", "asr_zh_cer"),
+    ("Mandarin, micro-world (CER)", "asr_zh_cer_micro"),
+    ("Mandarin, free text (CER)", "asr_zh_cer_free"),
+]
+TESTBED_TITLES = {
+    "noise": "coloured noise",
+    "babble": "three-talker crosstalk",
+    "reverb": "reverberant room",
+    "recordings": "recordings (refs: the labeler's text)",
+}
+
+
+def render(
+    metrics: dict[str, float],
+    alignment: dict[str, Any] | None,
+    title: str,
+    harness: str,
+    baselines: list[str] | tuple[str, ...] = ("whisper_tiny",),
+) -> str:
+    """Markdown with one table per paper table; percentages for error rates and accuracies. `baselines`:
+    the metric-name suffixes of the models evaluated beside the candidate on the same audio."""
     m = metrics
     out = [f"# {title}", "", f"Harness `{harness}`; metric definitions in docs/metrics.md.", ""]
     out += ["## ASR (paper table 4): WER / CER in %, lower is better", ""]
     out += _table(
-        ["test set", "Nexus-O", "Whisper tiny.en (same audio)"],
-        [
-            ["English, all", _cell(m, "asr_en_wer", 100), _cell(m, "asr_en_wer_whisper_tiny", 100)],
-            ["English, micro-world", _cell(m, "asr_en_wer_micro", 100), _cell(m, "asr_en_wer_micro_whisper_tiny", 100)],
-            ["English, free text", _cell(m, "asr_en_wer_free", 100), _cell(m, "asr_en_wer_free_whisper_tiny", 100)],
-            ["Mandarin, all (CER)", _cell(m, "asr_zh_cer", 100), "n/a"],
-            ["Mandarin, micro-world (CER)", _cell(m, "asr_zh_cer_micro", 100), "n/a"],
-            ["Mandarin, free text (CER)", _cell(m, "asr_zh_cer_free", 100), "n/a"],
-        ],
+        ["test set", "Nexus-O", *(BASELINE_TITLES.get(b, b) for b in baselines)],
+        [[name, _cell(m, key, 100), *(_cell(m, f"{key}_{b}", 100) for b in baselines)] for name, key in ASR_ROWS],
     )
+    conditions = sorted(k.removeprefix("eval_items_testbed_") for k in m if k.startswith("eval_items_testbed_"))
+    if conditions:
+        out += ["## Real-scenario testbed (paper 3.4): English WER in %", ""]
+        out += _table(
+            ["condition", "items", "Nexus-O", "Whisper tiny.en (same audio)"],
+            [
+                [
+                    TESTBED_TITLES.get(c, c),
+                    _cell(m, f"eval_items_testbed_{c}", 1, 0),
+                    _cell(m, f"asr_en_wer_testbed_{c}", 100),
+                    _cell(m, f"asr_en_wer_testbed_{c}_whisper_tiny", 100),
+                ]
+                for c in conditions
+            ],
+        )
     out += ["## Speech-to-text translation (paper table 5): BLEU", ""]
     out += _table(
         ["direction", "Nexus-O"],
@@ -68,5 +104,9 @@ def render(metrics: dict[str, float], alignment: dict[str, Any] | None, title: s
                 ["pair", *METRICS],
                 [[p, *(f"{per_layer[-1][name]:.3f}" for name in METRICS)] for p, per_layer in pairs.items()],
             )
-        out += ["Per-layer scores: `alignment.json`; plots: `alignment_layers.png`, `pca_unembedding.png`.", ""]
+        out += [
+            "Per-layer scores: `alignment.json`; plots: `alignment_layers.png` (figure 6), `pca_unembedding.png`"
+            " (figure 5), `pca_layers_trimodal.png` and `pca_layers_vision_audio.png` (figures 7-9).",
+            "",
+        ]
     return "\n".join(out)

@@ -15,7 +15,9 @@ Inputs are the bare modality segments (no system prompt or chat template): share
 add the same vectors to every item and dilute the pooled representation.
 
 Local triples (`micro_world_triples`): held-out spoken digit strings - the words ("zero one nine two"), the
-utterance, and the numerals rendered as an image ("0192"). A cluster run passes any manifest of triples.
+utterance, and the numerals rendered as an image ("0192"). Any dataset can bring its own instead
+(`manifest_triples`): test rows with `extra.triple = true`, an `image_path` and an `audio_path` (the text is the
+row's `text`); `alignment_triples` prefers those (a cluster's real triples) over the digit strings.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ def micro_world_triples(dataset_dir: Path, rows: list[Utterance], n: int) -> lis
 
 
 def _segments(proc: NexusOProcessor, t: Triple) -> dict[str, dict[str, Any]]:
-    """The three embedding-stage inputs of one triple as model keyword arguments (batch of 1)."""
+    """The embedding-stage inputs of one triple as model keyword arguments (batch of 1): language, vision,
+    vision+audio (the alignment pairs) and audio alone (figure 8's third modality)."""
     img = proc.image_processor(images=[t.image], return_tensors="pt")
     n_image = int(img["image_grid_thw"].prod()) // (proc.image_processor.merge_size**2)
     feats = proc.features(t.audio)
@@ -100,6 +103,7 @@ def _segments(proc: NexusOProcessor, t: Triple) -> dict[str, dict[str, Any]]:
         "language": inputs(t.text, False, False),
         "vision": inputs(vision, True, False),
         "vision+audio": inputs(vision + audio, True, True),
+        "audio": inputs(audio, False, True),
     }
 
 
@@ -127,8 +131,8 @@ def unembedding_features(
 def embedding_features(
     model: NexusOForConditionalGeneration, proc: NexusOProcessor, triples: list[Triple]
 ) -> dict[str, np.ndarray]:
-    """-> {"<input>/<pooling>": [n_layers + 1, N, D_llm]} for input in language, vision, vision+audio and
-    pooling in avg, last."""
+    """-> {"<input>/<pooling>": [n_layers + 1, N, D_llm]} for input in language, vision, vision+audio, audio
+    and pooling in avg, last."""
     model.eval()
     pooled: dict[str, list[np.ndarray]] = {}
     for t in triples:
@@ -167,3 +171,23 @@ def alignment_report(un: dict[str, np.ndarray], emb: dict[str, np.ndarray], topk
             for other in ("vision", "vision+audio")
         }
     return report
+
+
+def manifest_triples(dataset_dir: Path, rows: list[Utterance], n: int) -> list[Triple]:
+    """Up to n triples from rows marked `extra.triple` (text, image_path, audio_path), in manifest order."""
+    triples = []
+    for u in rows:
+        if not u.extra.get("triple"):
+            continue
+        if not u.image_path:
+            raise ValueError(f"{dataset_dir}: triple row {u.id} has no image_path (a triple needs text, image, audio)")
+        image = Image.open(dataset_dir / u.image_path).convert("RGB")
+        triples.append(Triple(u.id, u.text, image, load_audio(dataset_dir, u)))
+        if len(triples) == n:
+            break
+    return triples
+
+
+def alignment_triples(dataset_dir: Path, rows: list[Utterance], n: int) -> list[Triple]:
+    """The dataset's own triples when it has any, else the micro-world digit strings."""
+    return manifest_triples(dataset_dir, rows, n) or micro_world_triples(dataset_dir, rows, n)

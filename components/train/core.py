@@ -19,7 +19,7 @@ import torch
 
 from components.common.caching import md5_dir
 from components.common.step import StepContext, StepResult
-from components.train.data import load_rows, stage_samples, training_texts
+from components.train.data import load_rows, seeded_subset, stage_samples, training_texts
 from components.train.encoder_cache import cache_encoder_prefix, cache_response_states, llm_frozen
 from components.train.freeze import apply_freeze_policy, frozen_encoder_prefix, params_digest
 from components.train.speech_check import validation_loss, write_audio_samples
@@ -90,7 +90,7 @@ def run_stage(ctx: StepContext, stage: int) -> StepResult:
         samples = stage_samples(
             proc,
             data.path(),
-            rows,
+            seeded_subset(rows, phase.max_rows, ctx.profile.train.seed + stage + 100 * i),
             list(phase.tasks),
             audio_inputs=stage != 0,
             oversample=phase.oversample,

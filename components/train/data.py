@@ -45,6 +45,25 @@ def subset(utt: Utterance) -> str:
     return "micro" if utt.source.startswith("micro/") else "free"
 
 
+def seeded_subset(rows: list[Utterance], n: int | None, seed: int) -> list[Utterance]:
+    """At most n of `rows`, drawn at random with `seed`, in their original order (all of them when n is None)."""
+    if n is None or n >= len(rows):
+        return rows
+    import random
+
+    keep = set(random.Random(seed).sample(range(len(rows)), n))
+    return [u for i, u in enumerate(rows) if i in keep]
+
+
+def pick_mixed(rows: list[Utterance], n: int) -> list[Utterance]:
+    """At most n rows, keeping the micro/free mix of `rows` (half each where both suffice; the first rows of
+    each in manifest order, so the same split gives the same picks)."""
+    micro = [u for u in rows if subset(u) == "micro"]
+    free = [u for u in rows if subset(u) == "free"]
+    k = min(len(micro), max(n - len(free), n // 2))
+    return micro[:k] + free[: n - k]
+
+
 def stage_samples(
     proc: NexusOProcessor,
     dataset_dir: Path,
