@@ -248,10 +248,12 @@ def evaluate(
     from components.common.config import load_profile
     from components.common.manifest import DatasetRef, Utterance, read_records
     from components.common.step import ref_file
+    from components.common.tracking import EXPERIMENT, init_mlflow
     from components.evaluate.core import evaluate_all, resolve_checkpoint
 
     prof = load_profile(profile, overrides)
     dest = out or nexus_home() / "evaluations" / time.strftime("%Y%m%d-%H%M%S")
+    mlflow = init_mlflow()  # the project's tracking store: models:/ URIs resolve against its registry
 
     def published(step_name: str) -> Path | None:
         path = ref_file(prof.name, step_name)
@@ -287,9 +289,6 @@ def evaluate(
         log=lambda msg: console.print(f"[dim]{msg}[/]"),
     )
     if log:
-        from components.common.tracking import EXPERIMENT, init_mlflow
-
-        mlflow = init_mlflow()
         mlflow.set_experiment(EXPERIMENT)
         with mlflow.start_run(run_name="evaluate", tags={"nexus.kind": "evaluation", "nexus.profile": prof.name}):
             mlflow.log_params({"model": model, "dataset": str(data), "testbed": str(tb)})
