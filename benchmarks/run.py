@@ -337,23 +337,39 @@ def evaluation_throughput(results: dict[str, float]) -> None:
     results["eval_small_batched_speedup"] = results["eval_small_b16_utt_per_s"] / results["eval_small_b1_utt_per_s"]
 
 
+BENCHMARKS = {
+    "synthesis": synthesis,
+    "filter": filtering,
+    "kfp": kfp_overhead,
+    "codec_model": codec_and_model,
+    "codec_intelligibility": codec_intelligibility,
+    "small_model": small_model_throughput,
+    "training": training_throughput,
+    "evaluation": evaluation_throughput,
+}
+
+
 def main() -> None:
+    """`python -m benchmarks.run [--only training,evaluation]`: all benchmarks, or the named ones merged into
+    the existing results file."""
+    import argparse
+
     from components.common.paths import set_offline_env
 
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {', '.join(BENCHMARKS)}")
+    args = parser.parse_args()
+    names = [n for n in args.only.split(",") if n] or list(BENCHMARKS)
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
     set_offline_env()
     results: dict[str, float] = {}
-    for name, fn in (
-        ("synthesis", synthesis),
-        ("filter", filtering),
-        ("kfp", kfp_overhead),
-        ("codec_model", codec_and_model),
-        ("codec_intelligibility", codec_intelligibility),
-        ("small_model", small_model_throughput),
-        ("training", training_throughput),
-        ("evaluation", evaluation_throughput),
-    ):
+    if args.only and OUT.exists():  # a partial run updates the full results
+        results = json.loads(OUT.read_text()).get("results", {})
+    for name in names:
         t = time.perf_counter()
-        fn(results)
+        BENCHMARKS[name](results)
         print(f"{name}: {time.perf_counter() - t:.1f}s", flush=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "results": results}, indent=2))
