@@ -229,6 +229,7 @@ def training_throughput(results: dict[str, float]) -> None:
     import torch
 
     from components.common.config import DeepSpeedConfig, StageConfig
+    from components.common.paths import PROJECT_ROOT
     from components.synthesize.core import default_backend, parse_speaker
     from components.train.encoder_cache import cache_encoder_prefix
     from components.train.freeze import apply_freeze_policy, frozen_encoder_prefix
@@ -283,12 +284,18 @@ def training_throughput(results: dict[str, float]) -> None:
                 [sys.executable] if n == 1 else [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
             )
             out = Path(tmp) / f"p{n}.json"
-            subprocess.run(
+            # this process already joined a (one-rank) process group: its rendezvous variables must not leak
+            dist_vars = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
+            env = {k: v for k, v in os.environ.items() if k not in dist_vars} | {"OMP_NUM_THREADS": str(2 // n)}
+            proc = subprocess.run(
                 [*launcher, "-m", "tests.train_helper", "--state", f"{tmp}/s{n}", "--out", str(out), "--steps", "12"],
-                check=True,
                 capture_output=True,
-                env={**os.environ, "OMP_NUM_THREADS": str(2 // n)},
+                text=True,
+                env=env,
+                cwd=PROJECT_ROOT,
             )
+            if proc.returncode != 0:
+                raise RuntimeError(f"{n}-process training run failed:\n{proc.stderr[-3000:]}")
             results[f"train_tiny_{n}proc_samples_per_s"] = json.loads(out.read_text())["samples_per_s"]
     # 7B: model-state memory per GPU (params + grads + Adam states, no activations), 8 GPUs on one node
     from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
