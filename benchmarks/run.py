@@ -148,22 +148,22 @@ def codec_and_model(results: dict[str, float]) -> None:
 def codec_intelligibility(results: dict[str, float]) -> None:
     """Whisper tiny.en WER on espeak-ng speech: original 16 kHz, band-limited to 8 kHz (codec2's rate) and after a
     codec2 round trip. The codec's own loss is round trip vs 8 kHz; 16 kHz vs 8 kHz is the sample-rate loss."""
-    from components.evaluate.core import transcribe_whisper, whisper_tiny_model
+    from components.common.asr import transcribe, whisper_model
     from components.evaluate.metrics import wer_en
     from components.synthesize.core import default_backend, parse_speaker
     from model.codec import Codec2Codec
 
     recs = [r for r in bench_texts(400) if r.lang == "en" and r.task == "asr"][:30]
-    backend, codec, asr = default_backend(), Codec2Codec(), whisper_tiny_model()
+    backend, codec, asr = default_backend(), Codec2Codec(), whisper_model()
     from components.synthesize.core import resample_to
 
     refs, orig, band, coded = [], [], [], []
     for i, r in enumerate(recs):
         wav = backend.synthesize(r.text, "en", parse_speaker(["en-us:p50:s170", "en-gb+f3:p60:s160"][i % 2]), 16000)
         refs.append(r.text)
-        orig.append(transcribe_whisper(asr, wav))
-        band.append(transcribe_whisper(asr, resample_to(resample_to(wav, 16000, 8000), 8000, 16000)))
-        coded.append(transcribe_whisper(asr, codec.decode(codec.encode(wav))))
+        orig.append(transcribe(asr, wav))
+        band.append(transcribe(asr, resample_to(resample_to(wav, 16000, 8000), 8000, 16000)))
+        coded.append(transcribe(asr, codec.decode(codec.encode(wav))))
     results["codec2_wer_original"] = wer_en(refs, orig)
     results["codec2_wer_8k_bandlimited"] = wer_en(refs, band)
     results["codec2_wer_roundtrip"] = wer_en(refs, coded)

@@ -278,7 +278,7 @@ def evaluate(
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
     rows = read_records(tb / "manifest.jsonl.gz", Utterance) if tb and (tb / "manifest.jsonl.gz").is_file() else []
-    metrics, files = evaluate_all(
+    metrics, files, _ = evaluate_all(
         ckpt,
         data,
         "manifest.jsonl.gz",

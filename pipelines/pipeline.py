@@ -17,7 +17,7 @@ from typing import Any
 from kfp import dsl
 
 from components.common.config import Profile
-from components.common.registry import STEPS
+from components.common.registry import STEPS, StepSpec
 
 STEP_NAMES = tuple(s.name for s in STEPS)
 
@@ -55,7 +55,7 @@ def _components() -> dict[str, Any]:
     }
 
 
-def apply_cluster_settings(task: Any, resources: str, prof: Profile) -> None:
+def apply_cluster_settings(task: Any, spec: StepSpec, prof: Profile) -> None:
     """GPU requests and scheduling for a task (compiled into the YAML; kfp.local ignores them)."""
     from kfp import kubernetes
 
@@ -67,7 +67,8 @@ def apply_cluster_settings(task: Any, resources: str, prof: Profile) -> None:
     )
     kubernetes.mount_pvc(task, pvc_name=c.workspace_pvc, mount_path=c.workspace_mount)
     # the models volume (pretrained checkpoints, the labeler, testbed recordings) on every task that reads it
-    if resources != "cpu" or task.component_spec.name == "testbed":
+    resources = spec.resources
+    if resources != "cpu" or spec.models_volume:
         kubernetes.mount_pvc(task, pvc_name=c.models_pvc, mount_path=c.models_mount)
     gpus = {"gpu_train": c.gpus_per_train_step, "gpu_eval": c.gpus_per_eval_step}.get(resources, 0)
     if gpus:
@@ -116,7 +117,7 @@ def build_pipeline(prof: Profile, cluster: bool = False) -> Any:
                 if not spec.inputs:
                     task.after(opened)
                 if cluster:
-                    apply_cluster_settings(task, spec.resources, prof)
+                    apply_cluster_settings(task, spec, prof)
                 outs[name] = task.output
             # `register` reads the gate's decision and registers nothing when it failed. (A `dsl.If` on the
             # gate's output inside the ExitHandler is not resolved by kfp.local 2.17: the condition's input is

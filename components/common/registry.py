@@ -32,6 +32,8 @@ class StepSpec:
     # content-key material from outside the inputs and profile (module:function(profile) -> dict), e.g. the
     # md5 of a folder the profile points at
     key_extra: str | None = None
+    # reads the models volume on a cluster (pretrained checkpoints, the labeler, recordings); GPU steps always do
+    models_volume: bool = False
 
     @property
     def code_paths(self) -> tuple[str, ...]:
@@ -149,6 +151,7 @@ STEPS: tuple[StepSpec, ...] = (
         ("components/testbed", "components/synthesize", "components/train/data.py"),
         description="Real-scenario ASR testbed: degraded held-out audio + recordings labelled by an off-the-shelf ASR.",
         key_extra="components.testbed.core:recordings_key",
+        models_volume=True,
     ),
     StepSpec(
         "evaluate",

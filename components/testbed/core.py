@@ -30,13 +30,13 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import fftconvolve, resample_poly
+from scipy.signal import fftconvolve
 
 from components.common.caching import md5_dir, md5_file
 from components.common.config import Profile, TestbedConfig
 from components.common.manifest import Utterance, write_jsonl
 from components.common.step import StepContext, StepResult
-from components.synthesize.core import add_noise
+from components.synthesize.core import add_noise, resample_to
 from components.train.data import load_audio, load_rows, pick_mixed
 
 SAMPLE_RATE = 16000
@@ -111,40 +111,15 @@ def degraded_heldout(dataset_dir: Path, manifest: str, cfg: TestbedConfig, seed:
             rng = _rng(seed, f"{u.id}:{cond}")
             talkers = [w for uid, w in others.items() if uid != u.id]
             wav, info = degrade(clean, cond, cfg, rng, talkers)
-            uid = f"{u.id}~{cond}"
-            rel = f"audio/{uid}.wav"
-            _write(out_dir / rel, wav)
-            rows.append(
-                Utterance(
-                    id=uid,
-                    text=u.text,
-                    lang="en",
-                    source=f"testbed/{cond}",
-                    split="test",
-                    task="asr",
-                    target=u.text,
-                    audio_path=rel,
-                    duration_s=round(len(wav) / SAMPLE_RATE, 3),
-                    sample_rate=SAMPLE_RATE,
-                    speaker=u.speaker,
-                    extra={"condition": cond, "origin_id": u.id, "origin_source": u.source}
-                    | {"label_source": "reference"}
-                    | info,
-                )
-            )
+            extra = {"origin_id": u.id, "origin_source": u.source, "label_source": "reference"} | info
+            rows.append(_testbed_row(out_dir, f"{u.id}~{cond}", wav, u.text, cond, u.speaker, extra))
     return rows
 
 
 def read_recording(path: Path) -> np.ndarray:
     """Any libsndfile-readable file -> mono float32 at 16 kHz."""
     wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    mono = wav.mean(axis=1)
-    if sr != SAMPLE_RATE:
-        from math import gcd
-
-        g = gcd(int(sr), SAMPLE_RATE)
-        mono = resample_poly(mono, SAMPLE_RATE // g, int(sr) // g).astype(np.float32)
-    return mono.astype(np.float32)
+    return resample_to(wav.mean(axis=1), int(sr), SAMPLE_RATE)
 
 
 def labelled_recordings(
@@ -180,33 +155,35 @@ def labelled_recordings(
         if not label:
             quarantined.append({"file": rel_in, "reason": "the labeler produced no text (silence or no speech?)"})
             continue
-        uid = f"rec-{md5_file(path)[:12]}"
-        rel = f"audio/{uid}.wav"
-        _write(out_dir / rel, wav)
-        rows.append(
-            Utterance(
-                id=uid,
-                text=label,
-                lang="en",
-                source="testbed/recordings",
-                split="test",
-                task="asr",
-                target=label,
-                audio_path=rel,
-                duration_s=round(seconds, 3),
-                sample_rate=SAMPLE_RATE,
-                speaker="unknown",
-                extra={"condition": "recordings", "file": rel_in, "label_source": label_source},
-            )
-        )
+        extra = {"file": rel_in, "label_source": label_source}
+        rows.append(_testbed_row(out_dir, f"rec-{md5_file(path)[:12]}", wav, label, "recordings", "unknown", extra))
     return rows, quarantined
 
 
-def _write(path: Path, wav: np.ndarray) -> None:
+def _testbed_row(
+    out_dir: Path, uid: str, wav: np.ndarray, text: str, condition: str, speaker: str, extra: dict[str, Any]
+) -> Utterance:
+    """Write `wav` to `out_dir/audio/<uid>.wav` (complete files only: written, then renamed) -> its test row."""
+    rel = f"audio/{uid}.wav"
+    path = out_dir / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.wav")
     sf.write(str(tmp), wav, SAMPLE_RATE, subtype="PCM_16")
     tmp.replace(path)
+    return Utterance(
+        id=uid,
+        text=text,
+        lang="en",
+        source=f"testbed/{condition}",
+        split="test",
+        task="asr",
+        target=text,
+        audio_path=rel,
+        duration_s=round(len(wav) / SAMPLE_RATE, 3),
+        sample_rate=SAMPLE_RATE,
+        speaker=speaker,
+        extra={"condition": condition} | extra,
+    )
 
 
 def recordings_key(profile: Profile) -> dict[str, str]:

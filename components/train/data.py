@@ -13,6 +13,7 @@ gives image + text question samples only.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,6 @@ def seeded_subset(rows: list[Utterance], n: int | None, seed: int) -> list[Utter
     """At most n of `rows`, drawn at random with `seed`, in their original order (all of them when n is None)."""
     if n is None or n >= len(rows):
         return rows
-    import random
-
     keep = set(random.Random(seed).sample(range(len(rows)), n))
     return [u for i, u in enumerate(rows) if i in keep]
 
